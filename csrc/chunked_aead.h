@@ -1,0 +1,64 @@
+// Chunked AEAD engine: the bulk of sealing and opening, with no knowledge of the file header.
+//
+// A payload of L bytes is cut into max(1, ceil(L / chunk_size)) chunks. Chunk i is sealed with
+//   nonce = prefix(7) || be32(i) || last(1)   and   aad = header_digest(32) || be64(i)
+// and stored as ciphertext || tag(16). Every stored chunk is hashed with SHA-256 in the same pass;
+// the chunk root is SHA-256("edgeguard/v1 chunks\0" || be64(count) || d_0 || ... || d_{n-1}).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace edgeguard {
+
+enum class Cipher { Aes256Gcm, ChaCha20Poly1305 };
+
+constexpr size_t kKeyLen = 32;
+constexpr size_t kNoncePrefixLen = 7;
+constexpr size_t kNonceLen = 12;
+constexpr size_t kTagLen = 16;
+constexpr size_t kDigestLen = 32;
+constexpr uint64_t kMaxChunkSize = 64ull << 20;  // EVP update lengths are int; keep far below.
+constexpr uint64_t kMaxChunkCount = 1ull << 32;  // the nonce counter is 32 bits
+
+bool parse_cipher(const std::string& name, Cipher* out);
+
+struct ChunkParams {
+  Cipher cipher;
+  const uint8_t* key;            // kKeyLen bytes
+  const uint8_t* nonce_prefix;   // kNoncePrefixLen bytes
+  const uint8_t* header_digest;  // kDigestLen bytes
+  uint64_t chunk_size;           // 1 .. kMaxChunkSize
+  uint64_t plaintext_len;
+  unsigned threads;              // 0 = every hardware thread
+};
+
+// Where stored chunks are read from: a memory range, or a file descriptor read with pread
+// (a file that shrinks underneath us gives a failed read, never SIGBUS as an mmap would).
+struct ChunkSource {
+  const uint8_t* data = nullptr;  // used when fd < 0
+  int fd = -1;
+  uint64_t offset = 0;            // where chunk 0 starts in the file
+};
+
+uint64_t chunk_count(uint64_t plaintext_len, uint64_t chunk_size);
+uint64_t sealed_len(uint64_t plaintext_len, uint64_t chunk_size);
+unsigned resolve_threads(unsigned requested, uint64_t chunks);
+
+// Encrypts plaintext (plaintext_len bytes) into dst (sealed_len bytes) and writes the chunk root.
+// Returns false only if OpenSSL fails; dst is then wiped.
+bool seal_chunks(const ChunkParams& p, const uint8_t* plaintext, uint8_t* dst,
+                 uint8_t root[kDigestLen]);
+
+// All or nothing: decrypts every chunk into dst (plaintext_len bytes) and returns true only if
+// every tag verifies, every read succeeds and the chunk root equals expected_root (compared in
+// constant time). On any failure dst is wiped before returning false, so no plaintext escapes.
+bool open_chunks(const ChunkParams& p, const ChunkSource& src, uint8_t* dst,
+                 const uint8_t expected_root[kDigestLen]);
+
+// Hashes the stored chunks without any key (publisher-side verification). False on a failed read.
+bool digest_chunks(uint64_t chunk_size, uint64_t plaintext_len, const ChunkSource& src,
+                   unsigned threads, uint8_t root[kDigestLen]);
+
+}  // namespace edgeguard

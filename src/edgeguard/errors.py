@@ -1,0 +1,62 @@
+"""The edgeguard exception hierarchy.
+
+Every error edgeguard raises on bad input derives from :class:`EdgeguardError`. Integrity failures
+are deliberately opaque: a tampered header signature, a failed chunk tag, a wrong chunk digest, a
+truncated or extended file all raise the same :class:`IntegrityError` with the same message, so a
+caller (or an attacker probing a device) learns nothing about which check failed. No exception
+text ever contains key material or plaintext.
+"""
+
+from __future__ import annotations
+
+
+class EdgeguardError(Exception):
+    """Base class of every error edgeguard raises on bad input or failed checks."""
+
+
+class FormatError(EdgeguardError):
+    """The bytes are not a well-formed sealed file (bad magic, malformed header, limit exceeded).
+
+    The header is public, so saying what is malformed gives nothing away.
+    """
+
+
+class UnsupportedVersionError(FormatError):
+    """The file declares a format version this build does not read."""
+
+
+class IntegrityError(EdgeguardError):
+    """The sealed file failed authentication. Which check failed is deliberately not said."""
+
+    MESSAGE = "sealed file failed integrity verification"
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
+
+
+class UntrustedSignerError(EdgeguardError):
+    """The file is signed by a key that is not in the caller's trust store."""
+
+
+class NotARecipientError(EdgeguardError):
+    """None of the given identities can unwrap the file's content key (or the passphrase is wrong)."""
+
+
+class KeyFileError(EdgeguardError):
+    """A key file is unreadable, malformed, of the wrong type, or insecurely permissioned."""
+
+
+class PolicyError(EdgeguardError):
+    """The file is authentic but a load policy refuses it."""
+
+
+class NotYetValidError(PolicyError):
+    """The model's not-before time is in the future."""
+
+
+class ExpiredError(PolicyError):
+    """The model's not-after time has passed."""
+
+
+class RollbackError(PolicyError):
+    """The model version is lower than one already loaded under the same name."""
