@@ -125,10 +125,12 @@ bool pread_full(int fd, uint8_t* buf, uint64_t len, uint64_t off) {
 // Runs job(worker_index, chunk_index) over every chunk on `threads` threads; stops early once any
 // call returns false. Returns true only if every call returned true.
 template <typename MakeState, typename Job>
-bool parallel_chunks(uint64_t count, unsigned threads, MakeState make_state, Job job) {
+bool parallel_chunks(uint64_t count, unsigned threads, MakeState make_state, Job job,
+                     const std::function<void(uint64_t)>& progress = {}) {
   std::atomic<uint64_t> next{0};
+  std::atomic<uint64_t> done{0};
   std::atomic<bool> failed{false};
-  auto run = [&]() {
+  auto run = [&](bool reporter) {
     auto state = make_state();
     if (!state) {
       failed = true;
@@ -136,11 +138,13 @@ bool parallel_chunks(uint64_t count, unsigned threads, MakeState make_state, Job
     }
     for (uint64_t i; !failed && (i = next.fetch_add(1)) < count;) {
       if (!job(*state, i)) failed = true;
+      uint64_t d = ++done;
+      if (reporter && progress) progress(std::min(d, count));
     }
   };
   std::vector<std::thread> pool;
-  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(run);
-  run();
+  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(run, false);
+  run(true);
   for (auto& th : pool) th.join();
   return !failed;
 }
@@ -202,7 +206,8 @@ bool seal_chunks(const ChunkParams& p, const uint8_t* plaintext, uint8_t* dst, u
         // Hash the stored chunk right after writing it, while it is still in cache.
         return w.crypt(i, s.last, plaintext + s.pt_off, s.pt_len, out, out + s.pt_len) &&
                w.digest(out, s.pt_len + kTagLen, &digests[i * kDigestLen]);
-      });
+      },
+      p.progress);
   ok = ok && chunk_root(md.get(), count, digests, root);
   if (!ok) OPENSSL_cleanse(dst, sealed_len(p.plaintext_len, p.chunk_size));
   return ok;
@@ -240,7 +245,8 @@ bool open_chunks(const ChunkParams& p, const ChunkSource& src, uint8_t* dst,
                   std::memcpy(tag, chunk + s.pt_len, kTagLen);
                   return st.w.digest(chunk, stored, &digests[i * kDigestLen]) &&
                          st.w.crypt(i, s.last, chunk, s.pt_len, dst + s.pt_off, tag);
-                });
+                },
+                p.progress);
   uint8_t root[kDigestLen];
   ok = ok && chunk_root(md.get(), count, digests, root) &&
        CRYPTO_memcmp(root, expected_root, kDigestLen) == 0;

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace edgeguard {
@@ -32,6 +33,8 @@ struct ChunkParams {
   uint64_t chunk_size;           // 1 .. kMaxChunkSize
   uint64_t plaintext_len;
   unsigned threads;              // 0 = every hardware thread
+  // Called now and then from the calling thread with the number of chunks done; may be empty.
+  std::function<void(uint64_t)> progress;
 };
 
 // Where stored chunks are read from: a memory range, or a file descriptor read with pread

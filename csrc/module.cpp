@@ -51,6 +51,19 @@ struct Source {
   py::buffer_info keep;  // holds the buffer view while the GIL is released
 };
 
+// Wraps an optional Python callable(done, total) so the engine can call it without the GIL held.
+std::function<void(uint64_t)> progress_hook(const py::object& cb, uint64_t total) {
+  if (cb.is_none()) return {};
+  return [cb, total](uint64_t done) {
+    py::gil_scoped_acquire gil;
+    try {
+      cb(done, total);
+    } catch (py::error_already_set& e) {
+      e.discard_as_unraisable("edgeguard progress callback");
+    }
+  };
+}
+
 Source make_source(const py::object& obj, uint64_t offset, uint64_t stored_len) {
   Source s;
   if (py::isinstance<py::int_>(obj)) {
@@ -83,14 +96,15 @@ PYBIND11_MODULE(_core, m) {
       "seal_chunks",
       [](const std::string& cipher, const py::bytes& key, const py::bytes& nonce_prefix,
          const py::bytes& header_digest, uint64_t chunk_size, const py::buffer& plaintext,
-         const py::buffer& out, unsigned threads) {
+         const py::buffer& out, unsigned threads, const py::object& progress) {
         py::buffer_info in = plaintext.request();
         const uint64_t len = static_cast<uint64_t>(in.size * in.itemsize);
         check_chunk_size(chunk_size, len);
         py::buffer_info dst = writable(out, sealed_len(len, chunk_size), "out");
         ChunkParams p{cipher_from(cipher), exact_bytes(key, kKeyLen, "key"),
                       exact_bytes(nonce_prefix, kNoncePrefixLen, "nonce_prefix"),
-                      exact_bytes(header_digest, kDigestLen, "header_digest"), chunk_size, len, threads};
+                      exact_bytes(header_digest, kDigestLen, "header_digest"), chunk_size, len, threads,
+                      progress_hook(progress, chunk_count(len, chunk_size))};
         uint8_t root[kDigestLen];
         bool ok;
         {
@@ -101,28 +115,29 @@ PYBIND11_MODULE(_core, m) {
         return py::bytes(reinterpret_cast<char*>(root), kDigestLen);
       },
       py::arg("cipher"), py::arg("key"), py::arg("nonce_prefix"), py::arg("header_digest"),
-      py::arg("chunk_size"), py::arg("plaintext"), py::arg("out"), py::arg("threads") = 0);
+      py::arg("chunk_size"), py::arg("plaintext"), py::arg("out"), py::arg("threads") = 0,
+      py::arg("progress") = py::none());
 
   m.def(
       "open_chunks",
       [](const std::string& cipher, const py::bytes& key, const py::bytes& nonce_prefix,
          const py::bytes& header_digest, uint64_t chunk_size, uint64_t plaintext_len,
          const py::object& source, uint64_t offset, const py::buffer& out, const py::bytes& expected_root,
-         unsigned threads) {
+         unsigned threads, const py::object& progress) {
         check_chunk_size(chunk_size, plaintext_len);
         Source src = make_source(source, offset, sealed_len(plaintext_len, chunk_size));
         py::buffer_info dst = writable(out, plaintext_len, "out");
         ChunkParams p{cipher_from(cipher), exact_bytes(key, kKeyLen, "key"),
                       exact_bytes(nonce_prefix, kNoncePrefixLen, "nonce_prefix"),
                       exact_bytes(header_digest, kDigestLen, "header_digest"), chunk_size, plaintext_len,
-                      threads};
+                      threads, progress_hook(progress, chunk_count(plaintext_len, chunk_size))};
         const uint8_t* root = exact_bytes(expected_root, kDigestLen, "expected_root");
         py::gil_scoped_release nogil;
         return open_chunks(p, src.src, static_cast<uint8_t*>(dst.ptr), root);
       },
       py::arg("cipher"), py::arg("key"), py::arg("nonce_prefix"), py::arg("header_digest"),
       py::arg("chunk_size"), py::arg("plaintext_len"), py::arg("source"), py::arg("offset"),
-      py::arg("out"), py::arg("expected_root"), py::arg("threads") = 0);
+      py::arg("out"), py::arg("expected_root"), py::arg("threads") = 0, py::arg("progress") = py::none());
 
   m.def(
       "digest_chunks",

@@ -1,0 +1,275 @@
+"""Keys: generation, PEM files (PKCS#8 / SubjectPublicKeyInfo, readable by `openssl pkey`),
+key ids, publisher signatures and the trust store.
+
+Private key files are created 0600 and refused when group or others have any access. Private key
+objects hide their material in ``repr`` and cannot be pickled; exporting a secret takes an
+explicit call (:meth:`SigningKey.export_private_pem`, :func:`export_private_pem`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+from typing import Iterable, Union
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+from .errors import KeyFileError, UntrustedSignerError
+from .recipients import NoPickle
+from .recipients.p256 import P256Identity, P256Recipient
+from .recipients.x25519 import X25519Identity, X25519Recipient
+
+SIGNING_KEY_TYPES = ("ed25519", "p256")
+DEVICE_KEY_TYPES = ("x25519", "p256")
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+MAX_KEY_FILE_SIZE = 64 * 1024
+
+PrivateKey = Union[ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey]
+PublicKey = Union[ed25519.Ed25519PublicKey, x25519.X25519PublicKey, ec.EllipticCurvePublicKey]
+
+
+def key_id(public_key: PublicKey) -> str:
+    """First 8 bytes (hex) of SHA-256 over the key's DER SubjectPublicKeyInfo."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()[:16]
+
+
+def generate_private_key(kind: str) -> PrivateKey:
+    """Raises ValueError for an unknown key type."""
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if kind == "x25519":
+        return x25519.X25519PrivateKey.generate()
+    if kind == "p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise ValueError(f"unknown key type {kind!r} (expected one of ed25519, x25519, p256)")
+
+
+def export_private_pem(private_key: PrivateKey) -> bytes:
+    """Explicit secret export: unencrypted PKCS#8 PEM."""
+    return private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def public_pem(public_key: PublicKey) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def write_private_key(path: str | os.PathLike[str], private_key: PrivateKey) -> None:
+    """Creates `path` with mode 0600. Raises FileExistsError rather than overwrite a key."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(export_private_pem(private_key))
+
+
+def write_public_key(path: str | os.PathLike[str], public_key: PublicKey) -> None:
+    """Creates `path` (0644). Raises FileExistsError rather than overwrite."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(public_pem(public_key))
+
+
+def _read_key_file(path: str | os.PathLike[str], private: bool) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise KeyFileError(f"cannot open key file {os.fspath(path)!r}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFileError(f"key file {os.fspath(path)!r} is not a regular file")
+        if private and st.st_mode & 0o077:
+            raise KeyFileError(
+                f"private key file {os.fspath(path)!r} is accessible by group or others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {os.fspath(path)}"
+            )
+        data = f.read(MAX_KEY_FILE_SIZE + 1)
+    if len(data) > MAX_KEY_FILE_SIZE:
+        raise KeyFileError(f"key file {os.fspath(path)!r} is too large to be a key")
+    return data
+
+
+def load_private_key(source: str | os.PathLike[str] | bytes) -> PrivateKey:
+    """Loads an unencrypted PKCS#8 PEM private key from a path (permission-checked) or bytes.
+
+    Raises:
+        KeyFileError: unreadable, group/world accessible, not a PEM private key, or unsupported type.
+    """
+    data = source if isinstance(source, bytes) else _read_key_file(source, private=True)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyFileError("not an unencrypted PEM private key") from None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(key.curve, ec.SECP256R1):
+        raise KeyFileError("only the P-256 curve is supported")
+    if not isinstance(key, (ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey)):
+        raise KeyFileError(f"unsupported private key type {type(key).__name__}")
+    return key
+
+
+def load_public_key(source: str | os.PathLike[str] | bytes) -> PublicKey:
+    """Loads a PEM SubjectPublicKeyInfo public key from a path or bytes.
+
+    Raises:
+        KeyFileError: unreadable, not a PEM public key, or unsupported type.
+    """
+    data = source if isinstance(source, bytes) else _read_key_file(source, private=False)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyFileError("not a PEM public key") from None
+    if isinstance(key, ec.EllipticCurvePublicKey) and not isinstance(key.curve, ec.SECP256R1):
+        raise KeyFileError("only the P-256 curve is supported")
+    if not isinstance(key, (ed25519.Ed25519PublicKey, x25519.X25519PublicKey, ec.EllipticCurvePublicKey)):
+        raise KeyFileError(f"unsupported public key type {type(key).__name__}")
+    return key
+
+
+def _signature_message(header_digest: bytes, chunk_root: bytes) -> bytes:
+    return b"edgeguard/v1 signature\x00" + header_digest + chunk_root
+
+
+class VerifyingKey:
+    """A publisher's public key."""
+
+    def __init__(self, public_key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey) -> None:
+        if isinstance(public_key, ed25519.Ed25519PublicKey):
+            self.alg = "ed25519"
+        elif isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1):
+            self.alg = "ecdsa-p256-sha256"
+        else:
+            raise KeyFileError("a publisher key must be Ed25519 or P-256")
+        self._public_key = public_key
+        self.key_id = key_id(public_key)
+
+    @classmethod
+    def load(cls, source: str | os.PathLike[str] | bytes) -> VerifyingKey:
+        """Raises KeyFileError for an unreadable or unsuitable key."""
+        return cls(load_public_key(source))  # type: ignore[arg-type]
+
+    def verify(self, header_digest: bytes, chunk_root: bytes, signature: bytes) -> bool:
+        """True iff `signature` is this key's valid (and, for ECDSA, low-s) signature."""
+        message = _signature_message(header_digest, chunk_root)
+        try:
+            if isinstance(self._public_key, ed25519.Ed25519PublicKey):
+                self._public_key.verify(signature, message)
+            else:
+                r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+                if not (0 < r < _P256_ORDER and 0 < s <= _P256_ORDER // 2):
+                    return False
+                self._public_key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
+    def public_pem(self) -> bytes:
+        return public_pem(self._public_key)
+
+    def __repr__(self) -> str:
+        return f"VerifyingKey(alg={self.alg!r}, key_id={self.key_id!r})"
+
+
+class SigningKey(NoPickle):
+    """A publisher's private signing key (Ed25519 or ECDSA P-256). Its repr never shows key material."""
+
+    def __init__(self, private_key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> None:
+        self._private_key = private_key
+        self.verifying_key = VerifyingKey(private_key.public_key())
+
+    @classmethod
+    def generate(cls, kind: str = "ed25519") -> SigningKey:
+        """Raises ValueError for a type that cannot sign."""
+        if kind not in SIGNING_KEY_TYPES:
+            raise ValueError(f"signing keys are one of {', '.join(SIGNING_KEY_TYPES)}")
+        return cls(generate_private_key(kind))  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, source: str | os.PathLike[str] | bytes) -> SigningKey:
+        """Raises KeyFileError for an unreadable, insecure or unsuitable key file."""
+        key = load_private_key(source)
+        if isinstance(key, x25519.X25519PrivateKey):
+            raise KeyFileError("an X25519 key is a device key and cannot sign; use an ed25519 or p256 key")
+        return cls(key)
+
+    @property
+    def alg(self) -> str:
+        return self.verifying_key.alg
+
+    @property
+    def key_id(self) -> str:
+        return self.verifying_key.key_id
+
+    def sign(self, header_digest: bytes, chunk_root: bytes) -> bytes:
+        """64-byte signature: Ed25519, or ECDSA P-256 as low-s r || s."""
+        message = _signature_message(header_digest, chunk_root)
+        if isinstance(self._private_key, ed25519.Ed25519PrivateKey):
+            return self._private_key.sign(message)
+        r, s = decode_dss_signature(self._private_key.sign(message, ec.ECDSA(hashes.SHA256())))
+        s = min(s, _P256_ORDER - s)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    def export_private_pem(self) -> bytes:
+        return export_private_pem(self._private_key)
+
+    def __repr__(self) -> str:
+        return f"SigningKey(alg={self.alg!r}, key_id={self.key_id!r})"
+
+
+def load_recipient(source: str | os.PathLike[str] | bytes) -> X25519Recipient | P256Recipient:
+    """A device public key (X25519 or P-256) to seal to. Raises KeyFileError otherwise."""
+    key = load_public_key(source)
+    if isinstance(key, x25519.X25519PublicKey):
+        return X25519Recipient(key, key_id(key))
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return P256Recipient(key, key_id(key))
+    raise KeyFileError("a recipient must be an X25519 or P-256 device public key (an Ed25519 key only signs)")
+
+
+def load_identity(source: str | os.PathLike[str] | bytes) -> X25519Identity | P256Identity:
+    """A device private key (X25519 or P-256) from a PEM file (permission-checked) or PEM bytes.
+
+    Raises:
+        KeyFileError: unreadable, insecure, malformed, or not a device key type.
+    """
+    key = load_private_key(source)
+    if isinstance(key, x25519.X25519PrivateKey):
+        return X25519Identity(key, key_id(key.public_key()))
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return P256Identity(key, key_id(key.public_key()))
+    raise KeyFileError("an identity must be an X25519 or P-256 device private key (an Ed25519 key only signs)")
+
+
+class TrustStore:
+    """The publisher keys a device accepts signatures from, indexed by key id."""
+
+    def __init__(self, keys: Iterable[VerifyingKey] = ()) -> None:
+        self._keys: dict[str, VerifyingKey] = {}
+        for k in keys:
+            self.add(k)
+
+    @classmethod
+    def load(cls, paths: Iterable[str | os.PathLike[str]]) -> TrustStore:
+        """Raises KeyFileError if any file is not a usable publisher public key."""
+        return cls(VerifyingKey.load(Path(p)) for p in paths)
+
+    def add(self, key: VerifyingKey) -> None:
+        self._keys[key.key_id] = key
+
+    def find(self, alg: str, key_id: str) -> VerifyingKey:
+        """Raises UntrustedSignerError unless a trusted key has this id and algorithm."""
+        key = self._keys.get(key_id)
+        if key is None or key.alg != alg:
+            raise UntrustedSignerError(f"the file is signed by key {key_id} ({alg}), which is not trusted")
+        return key
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"TrustStore({sorted(self._keys)})"

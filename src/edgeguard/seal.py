@@ -1,0 +1,196 @@
+"""Sealing: encrypt a payload in chunks, wrap its key for each recipient, and sign it.
+
+Security property: the output reveals nothing about the payload but its length to anyone without
+a recipient's identity, and any change to any byte is detected by every reader (tags for the
+DEK holders, the publisher's signature over the header and every chunk digest for everyone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from . import _core
+from ._files import atomic_output
+from .errors import FormatError
+from .format import (
+    DEFAULT_CHUNK_SIZE,
+    SALT_LEN,
+    Header,
+    ModelInfo,
+    validate_chunk_size,
+)
+from .keys import SigningKey
+from .payload import build_payload
+from .recipients import DEK_LEN, Recipient
+
+DEFAULT_CIPHER = "aes-256-gcm"
+ProgressFn = Callable[[int, int], None]
+
+
+def derive_payload_key(dek: bytes, salt: bytes, cipher: str) -> tuple[bytes, bytes]:
+    """(payload_key, nonce_prefix) per docs/FORMAT.md "Keys"."""
+    okm = HKDF(algorithm=hashes.SHA256(), length=39, salt=salt, info=b"edgeguard/v1 payload\x00" + cipher.encode()).derive(dek)
+    return okm[:32], okm[32:]
+
+
+@dataclass(frozen=True)
+class SealResult:
+    header: Header
+    path: Path
+    size: int
+
+
+def _check_recipients(recipients: Sequence[Recipient]) -> None:
+    if not recipients:
+        raise ValueError("at least one recipient is needed")
+
+
+def seal_payload(
+    payload: Any,
+    out_path: str | os.PathLike[str],
+    *,
+    kind: str,
+    signer: SigningKey,
+    recipients: Sequence[Recipient],
+    model: ModelInfo,
+    cipher: str = DEFAULT_CIPHER,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    threads: int = 0,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> SealResult:
+    """Seals an already laid-out payload (see :mod:`edgeguard.payload`) into `out_path`, atomically.
+
+    Raises:
+        ValueError: no recipients.
+        FormatError: a header limit is exceeded (chunk size, labels, too many recipients, ...).
+        FileExistsError: `out_path` exists and `overwrite` is False.
+        OSError: the output cannot be written.
+    """
+    _check_recipients(recipients)
+    validate_chunk_size(chunk_size)
+    view = memoryview(payload).cast("B")
+    dek, salt = os.urandom(DEK_LEN), os.urandom(SALT_LEN)
+    stanzas = tuple(r.wrap(dek, salt) for r in recipients)
+    header = Header(
+        cipher=cipher,
+        chunk_size=chunk_size,
+        payload_length=len(view),
+        salt=salt,
+        signer_alg=signer.alg,
+        signer_key_id=signer.key_id,
+        recipients=stanzas,
+        model=model,
+        payload_kind=kind,
+    )
+    head = header.encode()
+    header_digest = hashlib.sha256(head).digest()
+    key, nonce_prefix = derive_payload_key(dek, salt, cipher)
+    payload_offset = len(head) + 96
+    total = payload_offset + header.sealed_payload_len
+    with atomic_output(out_path, overwrite=overwrite) as (fd, _tmp):
+        os.ftruncate(fd, total)
+        with mmap.mmap(fd, total) as out:
+            out[: len(head)] = head
+            chunks = memoryview(out)[payload_offset:]
+            try:
+                root = _core.seal_chunks(cipher, key, nonce_prefix, header_digest, chunk_size, view, chunks, threads, progress)
+            finally:
+                chunks.release()
+            out[len(head) : payload_offset] = root + signer.sign(header_digest, root)
+            out.flush()
+    return SealResult(header=header, path=Path(out_path), size=total)
+
+
+def detect_kind(path: Path) -> str:
+    """Payload kind from the file's contents: ONNX by extension, safetensors by its header, else raw."""
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    if path.suffix.lower() == ".safetensors":
+        return "safetensors"
+    return "raw"
+
+
+def build_model_payload(path: Path, kind: str, detector_profile: bytes | None = None) -> bytearray:
+    """Lays out a model file as a sealed payload of `kind`.
+
+    Raises:
+        FormatError: the file is not a valid model of that kind.
+        OSError: the file cannot be read.
+    """
+    extra = [("detector_profile", detector_profile)] if detector_profile is not None else []
+    if kind == "onnx":
+        from .onnx_payload import onnx_sections  # onnx is only needed to seal, never on the device
+
+        sections, tensors = onnx_sections(path)
+        return build_payload("onnx", sections + extra, tensors)
+    data = path.read_bytes()
+    if kind == "safetensors":
+        from .safetensors_payload import parse_safetensors
+
+        parse_safetensors(data)  # refuse to seal a file devices would reject
+        return build_payload("safetensors", [("safetensors", data)] + extra)
+    if kind == "raw":
+        return build_payload("raw", [("data", data)] + extra)
+    raise FormatError(f"unknown payload kind {kind!r}")
+
+
+def seal_model(
+    model_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    signer: SigningKey,
+    recipients: Sequence[Recipient],
+    name: str | None = None,
+    version: int = 1,
+    not_before: int | None = None,
+    not_after: int | None = None,
+    labels: Mapping[str, str] | None = None,
+    kind: str | None = None,
+    detector_profile: bytes | None = None,
+    cipher: str = DEFAULT_CIPHER,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    threads: int = 0,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    now: Callable[[], float] = time.time,
+) -> SealResult:
+    """Seals a model file (ONNX, safetensors or any raw file) for the given recipients.
+
+    Raises:
+        ValueError: no recipients.
+        FormatError: the model is malformed for its kind, or metadata breaks a header limit.
+        FileExistsError: `out_path` exists and `overwrite` is False.
+        OSError: a file cannot be read or written.
+    """
+    path = Path(model_path)
+    _check_recipients(recipients)
+    kind = kind or detect_kind(path)
+    model = ModelInfo(
+        name=name or path.stem,
+        version=version,
+        created=int(now()),
+        not_before=not_before,
+        not_after=not_after,
+        labels=tuple(sorted((labels or {}).items())),
+    )
+    payload = build_model_payload(path, kind, detector_profile)
+    try:
+        return seal_payload(
+            payload, out_path, kind=kind, signer=signer, recipients=recipients, model=model,
+            cipher=cipher, chunk_size=chunk_size, threads=threads, overwrite=overwrite, progress=progress,
+        )  # fmt: skip
+    finally:
+        payload[:] = b""  # drop our plaintext copy promptly
+
+
+__all__ = ["seal_model", "seal_payload", "build_model_payload", "SealResult", "derive_payload_key"]

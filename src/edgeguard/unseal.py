@@ -1,0 +1,173 @@
+"""Verifying and opening sealed files.
+
+Security property: :func:`open_sealed_file` releases plaintext only after the publisher's signature
+over the header and chunk root, every chunk digest and every AEAD tag have verified. Any failure
+wipes the destination and raises one opaque :class:`IntegrityError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import _core
+from ._files import atomic_output
+from .errors import IntegrityError, NotARecipientError
+from .format import Container, read_container
+from .keys import TrustStore
+from .payload import Layout, parse_payload
+from .recipients import Identity
+from .seal import ProgressFn, derive_payload_key
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A sealed file whose signature and chunk digests verified against a trusted publisher key."""
+
+    container: Container
+    header_digest: bytes
+
+
+def _authenticate_header(f: Any, trust: TrustStore) -> Verified:
+    """Parses the container, checks its size and the publisher signature (not the chunks yet)."""
+    container = read_container(f)
+    if os.fstat(f.fileno()).st_size != container.total_len:
+        raise IntegrityError()
+    header = container.header
+    key = trust.find(header.signer_alg, header.signer_key_id)
+    header_digest = hashlib.sha256(container.preamble_and_header).digest()
+    if not key.verify(header_digest, container.chunk_root, container.signature):
+        raise IntegrityError()
+    return Verified(container, header_digest)
+
+
+def inspect_file(path: str | os.PathLike[str]) -> Container:
+    """Parses the public header only; needs no key and proves nothing about authenticity.
+
+    Raises:
+        FormatError, UnsupportedVersionError: the header is malformed.
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        return read_container(f)
+
+
+def verify_file(path: str | os.PathLike[str], trust: TrustStore, *, threads: int = 0) -> Verified:
+    """Checks the publisher's signature and every chunk digest. Needs no decryption key.
+
+    Raises:
+        FormatError, UnsupportedVersionError: malformed header.
+        UntrustedSignerError: the signer is not in `trust`.
+        IntegrityError: bad signature, wrong size, or any chunk altered.
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        verified = _authenticate_header(f, trust)
+        header = verified.container.header
+        root = _core.digest_chunks(header.chunk_size, header.payload_length, f.fileno(), verified.container.payload_offset, threads)
+    if root is None or not hmac.compare_digest(root, verified.container.chunk_root):
+        raise IntegrityError()
+    return verified
+
+
+@dataclass
+class Opened:
+    """A verified, decrypted payload in a caller-provided buffer, with its parsed inner layout."""
+
+    container: Container
+    buffer: Any
+    layout: Layout
+
+
+def open_sealed_file(
+    path: str | os.PathLike[str],
+    identities: Sequence[Identity],
+    trust: TrustStore,
+    *,
+    allocate: Callable[[int], Any] = bytearray,
+    threads: int = 0,
+    progress: ProgressFn | None = None,
+) -> Opened:
+    """Verifies and decrypts a sealed file into ``allocate(payload_length)``.
+
+    The buffer is written by the native core straight from the file (pread), all or nothing.
+
+    Raises:
+        FormatError, UnsupportedVersionError: malformed header or inner payload.
+        UntrustedSignerError: the signer is not in `trust`.
+        NotARecipientError: no identity opens any stanza (wrong key or wrong passphrase).
+        IntegrityError: anything about the file is not as the publisher signed it.
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        verified = _authenticate_header(f, trust)
+        container = verified.container
+        header = container.header
+        dek = next((k for k in (i.unwrap(header.recipients, header.salt) for i in identities) if k is not None), None)
+        if dek is None:
+            raise NotARecipientError(
+                "none of the given identities is a recipient of this file (or the passphrase is wrong)"
+            )
+        key, nonce_prefix = derive_payload_key(dek, header.salt, header.cipher)
+        buffer = allocate(header.payload_length)
+        ok = _core.open_chunks(
+            header.cipher, key, nonce_prefix, verified.header_digest, header.chunk_size, header.payload_length,
+            f.fileno(), container.payload_offset, buffer, container.chunk_root, threads, progress,
+        )  # fmt: skip
+    if not ok:
+        raise IntegrityError()
+    return Opened(container, buffer, parse_payload(buffer, header.payload_kind))
+
+
+def unseal_file(
+    path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    identities: Sequence[Identity],
+    trust: TrustStore,
+    *,
+    threads: int = 0,
+    progress: ProgressFn | None = None,
+) -> Opened:
+    """Explicit recovery: writes the original model to `out_path` (never overwriting; atomic).
+
+    ONNX payloads are written as one self-contained model with the weights embedded again (or,
+    above protobuf's 2 GB limit, as `out_path` plus external data beside it).
+
+    Raises:
+        FileExistsError: `out_path` exists.
+        and everything :func:`open_sealed_file` raises.
+    """
+    target = Path(out_path)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    opened = open_sealed_file(path, identities, trust, threads=threads, progress=progress)
+    kind = opened.container.header.payload_kind
+    if kind == "onnx":
+        _write_onnx(opened, target)
+        return opened
+    section = "safetensors" if kind == "safetensors" else "data"
+    with atomic_output(target, overwrite=False, mode=0o600) as (fd, _tmp):
+        with os.fdopen(os.dup(fd), "wb") as f:
+            f.write(opened.layout.section(opened.buffer, section))
+    return opened
+
+
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+def _write_onnx(opened: Opened, target: Path) -> None:
+    import onnx
+
+    from .onnx_payload import reassemble
+
+    graph = bytes(opened.layout.section(opened.buffer, "graph"))
+    model = reassemble(graph, opened.layout.section(opened.buffer, "weights"))
+    with atomic_output(target, overwrite=False, mode=0o600) as (_fd, tmp):
+        if model.ByteSize() < _PROTOBUF_LIMIT:
+            onnx.save_model(model, str(tmp))
+        else:
+            onnx.save_model(model, str(tmp), save_as_external_data=True, location=target.name + ".data")
