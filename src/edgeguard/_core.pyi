@@ -1,0 +1,53 @@
+"""Type stub for edgeguard._core, the private native core (csrc/module.cpp). Not API."""
+
+from typing import Callable
+
+from _typeshed import ReadableBuffer, WriteableBuffer
+
+TAG_LEN: int
+NONCE_PREFIX_LEN: int
+MAX_CHUNK_SIZE: int
+
+def openssl_version() -> str: ...
+def hardware_threads() -> int: ...
+def sealed_len(plaintext_len: int, chunk_size: int) -> int: ...
+def seal_chunks(
+    cipher: str,
+    key: bytes,
+    nonce_prefix: bytes,
+    header_digest: bytes,
+    chunk_size: int,
+    plaintext: ReadableBuffer,
+    out: WriteableBuffer,
+    threads: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> bytes:
+    """Encrypts `plaintext` into `out` (exactly sealed_len bytes) chunk by chunk; returns the chunk root."""
+
+def open_chunks(
+    cipher: str,
+    key: bytes,
+    nonce_prefix: bytes,
+    header_digest: bytes,
+    chunk_size: int,
+    plaintext_len: int,
+    source: ReadableBuffer | int,
+    offset: int,
+    out: WriteableBuffer,
+    expected_root: bytes,
+    threads: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> bool:
+    """All or nothing: True iff every tag and the chunk root verify; `out` is wiped otherwise."""
+
+def digest_chunks(chunk_size: int, plaintext_len: int, source: ReadableBuffer | int, offset: int, threads: int = 0) -> bytes | None:
+    """The chunk root of the stored chunks (no key needed); None on a failed read."""
+
+# One-shot AEAD through the very same per-chunk call the payload path uses, with an arbitrary
+# 12-byte nonce and AAD and a 16-byte tag. It exists for known-answer vectors (Wycheproof, see
+# tests/test_wycheproof.py) only: the file format never calls it and it is not API.
+def aead_seal(cipher: str, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    """ciphertext || 16-byte tag. Raises ValueError for a bad cipher name or key/nonce length."""
+
+def aead_open(cipher: str, key: bytes, nonce: bytes, aad: bytes, sealed: bytes) -> bytes | None:
+    """The plaintext, or None unless the tag verifies. Raises ValueError for bad parameters."""
