@@ -137,8 +137,12 @@ def _int(value: Any, what: str, lo: int = 0, hi: int = MAX_INT) -> int:
 
 
 def _str(value: Any, what: str, lo: int, hi: int) -> str:
-    if not isinstance(value, str) or not lo <= len(value.encode("utf-8")) <= hi:
-        raise FormatError(f"{what} must be a string of {lo}..{hi} bytes")
+    try:
+        size = len(value.encode("utf-8")) if isinstance(value, str) else -1
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800" is valid JSON but not UTF-8
+        size = -1
+    if not lo <= size <= hi:
+        raise FormatError(f"{what} must be a string of {lo}..{hi} bytes of UTF-8")
     return value
 
 
