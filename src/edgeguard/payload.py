@@ -6,6 +6,7 @@ graph, the weights and the tensors in place. Malformed layouts raise FormatError
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -73,7 +74,7 @@ def tensor_entries(specs: Sequence[tuple[str, str, tuple[int, ...]]]) -> tuple[T
     """Lays tensors out back to back at TENSOR_ALIGN: the only layout the reader accepts."""
     entries, offset = [], 0
     for name, dtype, shape in specs:
-        length = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[dtype]).itemsize
+        length = math.prod(shape) * np.dtype(DTYPES[dtype]).itemsize  # exact: np.prod wraps at 2**63
         entries.append(TensorEntry(name, dtype, tuple(int(d) for d in shape), offset, length))
         offset = align_up(offset + length, TENSOR_ALIGN)
     return tuple(entries)

@@ -7,6 +7,7 @@ overlaps, no trailing bytes).
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
@@ -53,7 +54,7 @@ def parse_safetensors(buf: Any) -> dict[str, tuple[str, tuple[int, ...], int, in
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
             raise FormatError(f"safetensors data_offsets of {name!r} are malformed")
         start, end = offsets
-        if not 0 <= start <= end or end - start != int(np.prod(shape, dtype=np.int64)) * np.dtype(_DTYPES[dtype]).itemsize:
+        if not 0 <= start <= end or end - start != math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize:
             raise FormatError(f"safetensors tensor {name!r} has a size that does not match its shape")
         spans.append((start, end))
         out[name] = (dtype, tuple(shape), base + start, base + end)
