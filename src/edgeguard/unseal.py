@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -79,7 +79,7 @@ class Opened:
     """A verified, decrypted payload in a caller-provided buffer, with its parsed inner layout."""
 
     container: Container
-    buffer: Any
+    buffer: Any = field(repr=False)  # plaintext: never in a repr, a log line or a traceback
     layout: Layout
 
 
