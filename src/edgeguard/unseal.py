@@ -50,6 +50,7 @@ def inspect_file(path: str | os.PathLike[str]) -> Container:
 
     Raises:
         FormatError, UnsupportedVersionError: the header is malformed.
+        IntegrityError: the file ends inside the signature block.
         OSError: the file cannot be read.
     """
     with open(path, "rb") as f:
