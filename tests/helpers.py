@@ -1,0 +1,124 @@
+"""Shared helpers for the sealed-format tests: small keys, 4 KiB chunks, cheap scrypt."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+
+from edgeguard.errors import FormatError
+from edgeguard.format import ModelInfo
+from edgeguard.keys import (
+    SigningKey,
+    TrustStore,
+    export_private_pem,
+    generate_private_key,
+    load_identity,
+    load_recipient,
+    public_pem,
+)
+from edgeguard.payload import build_payload
+from edgeguard.recipients.scrypt import PassphraseIdentity, PassphraseRecipient
+from edgeguard.seal import seal_payload
+from edgeguard.unseal import open_sealed_file
+
+CHUNK = 4096
+LOG_N = 10  # scrypt work factor for tests: the minimum the format accepts
+PASSPHRASE = "correct horse battery staple"
+MODEL = ModelInfo(name="tiny", version=3, created=1_700_000_000, labels=(("team", "edge"),))
+
+
+@dataclass
+class Device:
+    """A device key pair: the raw private key (for the reference decoder) and edgeguard's views of it."""
+
+    private: Any
+    identity: Any
+    recipient: Any
+
+
+def make_device(kind: str) -> Device:
+    priv = generate_private_key(kind)
+    return Device(priv, load_identity(export_private_pem(priv)), load_recipient(public_pem(priv.public_key())))
+
+
+@dataclass
+class Keys:
+    ed25519: SigningKey
+    p256: SigningKey
+    x25519_dev: Device
+    p256_dev: Device
+    other_dev: Device  # never a recipient of anything: the wrong identity
+
+    @property
+    def trust(self) -> TrustStore:
+        return TrustStore([self.ed25519.verifying_key, self.p256.verifying_key])
+
+    def ref_trusted(self) -> list[Any]:
+        return [k._private_key.public_key() for k in (self.ed25519, self.p256)]
+
+
+def new_keys() -> Keys:
+    return Keys(
+        SigningKey.generate("ed25519"),
+        SigningKey.generate("p256"),
+        make_device("x25519"),
+        make_device("p256"),
+        make_device("x25519"),
+    )
+
+
+def raw_payload(data: bytes) -> bytearray:
+    return build_payload("raw", [("data", data)])
+
+
+def seal_bytes(
+    path: Path,
+    payload: Any,
+    *,
+    signer: SigningKey,
+    recipients: Sequence[Any],
+    cipher: str = "aes-256-gcm",
+    kind: str = "raw",
+    chunk_size: int = CHUNK,
+    model: ModelInfo = MODEL,
+) -> Path:
+    seal_payload(payload, path, kind=kind, signer=signer, recipients=recipients, model=model, cipher=cipher, chunk_size=chunk_size)
+    return path
+
+
+def open_opaque(path: Path, identities: Sequence[Any], trust: TrustStore) -> bytes:
+    """Opens a file whose payload is opaque bytes (not an inner layout): the native core decrypts
+    into the buffer and only the final inner-layout check rejects it, so the buffer is the plaintext."""
+    bufs: list[bytearray] = []
+
+    def allocate(n: int) -> bytearray:
+        bufs.append(bytearray(n))
+        return bufs[-1]
+
+    try:
+        open_sealed_file(path, identities, trust, allocate=allocate)
+    except FormatError as exc:
+        assert "inner" in str(exc) or "payload" in str(exc), exc
+    return bytes(bufs[0])
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory usable inside Hypothesis examples (function fixtures are not reset there)."""
+    return tempfile.TemporaryDirectory()
+
+
+def passphrase_recipient() -> PassphraseRecipient:
+    return PassphraseRecipient(PASSPHRASE, log_n=LOG_N)
+
+
+def passphrase_identity(p: str = PASSPHRASE) -> PassphraseIdentity:
+    return PassphraseIdentity(p)
+
+
+def listing(d: Path) -> list[str]:
+    return sorted(os.listdir(d))
+
