@@ -122,3 +122,69 @@ def passphrase_identity(p: str = PASSPHRASE) -> PassphraseIdentity:
 def listing(d: Path) -> list[str]:
     return sorted(os.listdir(d))
 
+
+
+# --- byte-level surgery on sealed files (FORMAT.md "Layout"), for tamper tests -------------------
+
+import hashlib as _hashlib
+import json as _json
+import struct as _struct
+
+
+@dataclass
+class Parts:
+    preamble: bytes
+    header: bytes
+    root: bytes
+    signature: bytes
+    chunks: list[bytes]
+
+    @property
+    def header_obj(self) -> dict[str, Any]:
+        return _json.loads(self.header)
+
+    def join(self) -> bytes:
+        return self.preamble + self.header + self.root + self.signature + b"".join(self.chunks)
+
+
+def split(data: bytes) -> Parts:
+    (hl,) = _struct.unpack(">I", data[12:16])
+    header = _json.loads(data[16 : 16 + hl])
+    size, length = header["chunk_size"], header["payload_length"]
+    chunks, off = [], 112 + hl
+    for i in range(max(1, -(-length // size))):
+        n = min(size, length - i * size) + 16
+        chunks.append(data[off : off + n])
+        off += n
+    assert off == len(data)
+    return Parts(data[:16], data[16 : 16 + hl], data[16 + hl : 48 + hl], data[48 + hl : 112 + hl], chunks)
+
+
+def canonical(obj: Any) -> bytes:
+    return _json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def with_header(data: bytes, header: bytes) -> bytes:
+    """Replaces the header bytes (fixing header_len); root and signature are left as they were."""
+    p = split(data)
+    return p.preamble[:12] + _struct.pack(">I", len(header)) + header + p.root + p.signature + b"".join(p.chunks)
+
+
+def resign(data: bytes, signer: SigningKey, chunks: list[bytes] | None = None) -> bytes:
+    """What a publisher would produce: the given header and chunks with a fresh root and signature."""
+    hl = _struct.unpack(">I", data[12:16])[0]
+    head = data[: 16 + hl]
+    if chunks is None:
+        chunks = split_chunks_loose(data)
+    root = _hashlib.sha256(
+        b"edgeguard/v1 chunks\x00" + _struct.pack(">Q", len(chunks)) + b"".join(_hashlib.sha256(c).digest() for c in chunks)
+    ).digest()
+    return head + root + signer.sign(_hashlib.sha256(head).digest(), root) + b"".join(chunks)
+
+
+def split_chunks_loose(data: bytes) -> list[bytes]:
+    """The chunks after the signature block cut at the header's chunk size (the file may be any size)."""
+    hl = _struct.unpack(">I", data[12:16])[0]
+    size = _json.loads(data[16 : 16 + hl])["chunk_size"] + 16
+    body = data[112 + hl :]
+    return [body[i : i + size] for i in range(0, len(body), size)] or [b""]
