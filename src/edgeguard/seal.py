@@ -78,37 +78,39 @@ def seal_payload(
     """
     _check_recipients(recipients)
     validate_chunk_size(chunk_size)
-    view = memoryview(payload).cast("B")
-    dek, salt = os.urandom(DEK_LEN), os.urandom(SALT_LEN)
-    stanzas = tuple(r.wrap(dek, salt) for r in recipients)
-    header = Header(
-        cipher=cipher,
-        chunk_size=chunk_size,
-        payload_length=len(view),
-        salt=salt,
-        signer_alg=signer.alg,
-        signer_key_id=signer.key_id,
-        recipients=stanzas,
-        model=model,
-        payload_kind=kind,
-    )
-    head = header.encode()
-    header_digest = hashlib.sha256(head).digest()
-    key, nonce_prefix = derive_payload_key(dek, salt, cipher)
-    payload_offset = len(head) + 96
-    total = payload_offset + header.sealed_payload_len
-    with atomic_output(out_path, overwrite=overwrite) as (fd, _tmp):
-        os.ftruncate(fd, total)
-        with mmap.mmap(fd, total) as out:
-            out[: len(head)] = head
-            chunks = memoryview(out)[payload_offset:]
-            try:
-                root = _core.seal_chunks(cipher, key, nonce_prefix, header_digest, chunk_size, view, chunks, threads, progress)
-            finally:
-                chunks.release()
-            out[len(head) : payload_offset] = root + signer.sign(header_digest, root)
-            out.flush()
-    return SealResult(header=header, path=Path(out_path), size=total)
+    # Released on every path: a view left in a traceback frame would pin the caller's buffer
+    # (seal_model wipes it in a finally, which raised BufferError and hid the real error).
+    with memoryview(payload) as raw, raw.cast("B") as view:
+        dek, salt = os.urandom(DEK_LEN), os.urandom(SALT_LEN)
+        stanzas = tuple(r.wrap(dek, salt) for r in recipients)
+        header = Header(
+            cipher=cipher,
+            chunk_size=chunk_size,
+            payload_length=len(view),
+            salt=salt,
+            signer_alg=signer.alg,
+            signer_key_id=signer.key_id,
+            recipients=stanzas,
+            model=model,
+            payload_kind=kind,
+        )
+        head = header.encode()
+        header_digest = hashlib.sha256(head).digest()
+        key, nonce_prefix = derive_payload_key(dek, salt, cipher)
+        payload_offset = len(head) + 96
+        total = payload_offset + header.sealed_payload_len
+        with atomic_output(out_path, overwrite=overwrite) as (fd, _tmp):
+            os.ftruncate(fd, total)
+            with mmap.mmap(fd, total) as out:
+                out[: len(head)] = head
+                chunks = memoryview(out)[payload_offset:]
+                try:
+                    root = _core.seal_chunks(cipher, key, nonce_prefix, header_digest, chunk_size, view, chunks, threads, progress)
+                finally:
+                    chunks.release()
+                out[len(head) : payload_offset] = root + signer.sign(header_digest, root)
+                out.flush()
+        return SealResult(header=header, path=Path(out_path), size=total)
 
 
 def detect_kind(path: Path) -> str:
