@@ -1,0 +1,44 @@
+"""Private native core of edgeguard (csrc/). Bytes in, bytes out; no policy, no header knowledge."""
+
+from typing import Callable
+
+from typing_extensions import Buffer
+
+TAG_LEN: int
+NONCE_PREFIX_LEN: int
+MAX_CHUNK_SIZE: int
+
+def openssl_version() -> str: ...
+def hardware_threads() -> int: ...
+def sealed_len(plaintext_len: int, chunk_size: int) -> int: ...
+def seal_chunks(
+    cipher: str,
+    key: bytes,
+    nonce_prefix: bytes,
+    header_digest: bytes,
+    chunk_size: int,
+    plaintext: Buffer,
+    out: Buffer,
+    threads: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> bytes:
+    """Encrypts `plaintext` into `out` (exactly sealed_len bytes); returns the 32-byte chunk root."""
+
+def open_chunks(
+    cipher: str,
+    key: bytes,
+    nonce_prefix: bytes,
+    header_digest: bytes,
+    chunk_size: int,
+    plaintext_len: int,
+    source: Buffer | int,
+    offset: int,
+    out: Buffer,
+    expected_root: bytes,
+    threads: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> bool:
+    """All or nothing: True only if every tag verifies and the chunk root matches; else `out` is wiped."""
+
+def digest_chunks(chunk_size: int, plaintext_len: int, source: Buffer | int, offset: int, threads: int = 0) -> bytes | None:
+    """The chunk root of stored chunks (no key needed); None if a read fails."""
