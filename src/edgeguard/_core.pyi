@@ -1,8 +1,8 @@
-"""Type stub for edgeguard._core, the private native core (csrc/module.cpp). Not API."""
+"""Private native core of edgeguard (csrc/). Bytes in, bytes out; no policy, no header knowledge."""
 
 from typing import Callable
 
-from _typeshed import ReadableBuffer, WriteableBuffer
+from typing_extensions import Buffer
 
 TAG_LEN: int
 NONCE_PREFIX_LEN: int
@@ -17,12 +17,12 @@ def seal_chunks(
     nonce_prefix: bytes,
     header_digest: bytes,
     chunk_size: int,
-    plaintext: ReadableBuffer,
-    out: WriteableBuffer,
+    plaintext: Buffer,
+    out: Buffer,
     threads: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> bytes:
-    """Encrypts `plaintext` into `out` (exactly sealed_len bytes) chunk by chunk; returns the chunk root."""
+    """Encrypts `plaintext` into `out` (exactly sealed_len bytes); returns the 32-byte chunk root."""
 
 def open_chunks(
     cipher: str,
@@ -31,17 +31,17 @@ def open_chunks(
     header_digest: bytes,
     chunk_size: int,
     plaintext_len: int,
-    source: ReadableBuffer | int,
+    source: Buffer | int,
     offset: int,
-    out: WriteableBuffer,
+    out: Buffer,
     expected_root: bytes,
     threads: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> bool:
-    """All or nothing: True iff every tag and the chunk root verify; `out` is wiped otherwise."""
+    """All or nothing: True only if every tag verifies and the chunk root matches; else `out` is wiped."""
 
-def digest_chunks(chunk_size: int, plaintext_len: int, source: ReadableBuffer | int, offset: int, threads: int = 0) -> bytes | None:
-    """The chunk root of the stored chunks (no key needed); None on a failed read."""
+def digest_chunks(chunk_size: int, plaintext_len: int, source: Buffer | int, offset: int, threads: int = 0) -> bytes | None:
+    """The chunk root of stored chunks (no key needed); None if a read fails."""
 
 # One-shot AEAD through the very same per-chunk call the payload path uses, with an arbitrary
 # 12-byte nonce and AAD and a 16-byte tag. It exists for known-answer vectors (Wycheproof, see
