@@ -192,7 +192,11 @@ def cmd_keygen(args: argparse.Namespace) -> int:
             raise CliError(f"{p} already exists", hint="keygen never overwrites a key; choose another name")
     private = generate_private_key(args.type)
     write_private_key(out, private)
-    write_public_key(pub, private.public_key())
+    try:
+        write_public_key(pub, private.public_key())
+    except BaseException:
+        out.unlink()  # a failed command leaves no output file, least of all a lone private key
+        raise
     role = "device (recipient)" if args.type == "x25519" else "signing or device" if args.type == "p256" else "signing"
     kid = key_id(private.public_key())
     emit(
