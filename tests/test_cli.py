@@ -249,6 +249,8 @@ def test_inspect_errors(w: World, sealed: Path) -> None:
     failed(cli("inspect", _variant(w, sealed, "g.sealed", b"EDGESEAL")), EXIT_FORMAT)
     failed(cli("inspect", _variant(w, sealed, "j.sealed", data[:16] + b" " + data[17:])), EXIT_FORMAT, "header")
     failed(cli("inspect", w.d / "missing.sealed"), EXIT_ERROR)
+    hl = int.from_bytes(data[12:16], "big")
+    failed(cli("inspect", _variant(w, sealed, "s.sealed", data[: 16 + hl + 50])), EXIT_INTEGRITY)  # ends in the signature block
     # inspect verifies nothing: a tampered chunk still inspects
     assert cli("inspect", _variant(w, sealed, "t.sealed", data[:-1] + bytes([data[-1] ^ 1]))).code == 0
 
