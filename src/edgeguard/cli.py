@@ -68,6 +68,14 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * scale
 
 
+def parse_threads(text: str) -> int:
+    from .seal import MAX_THREADS
+
+    if not text.isdigit() or int(text) > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"threads is a number of worker threads in 0..{MAX_THREADS} (0: all cores), got {text!r}")
+    return int(text)
+
+
 def parse_time(text: str) -> int:
     """Unix seconds from `@SECONDS`, an ISO 8601 date or date-time (UTC unless an offset is given)."""
     if text.startswith("@") and text[1:].isdigit():
@@ -335,14 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--not-after", type=parse_time, metavar="DATE")
     p.add_argument("--label", type=parse_label, action="append", default=[], metavar="K=V")
     p.add_argument("--kind", choices=("onnx", "safetensors", "raw"), help="payload kind (default: from the file extension)")
-    p.add_argument("--threads", type=int, default=0, help="worker threads (default: all cores)")
+    p.add_argument("--threads", type=parse_threads, default=0, help="worker threads (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--json", action="store_true")
 
     p = add("verify", "check the publisher signature and every chunk (no decryption key needed)", cmd_verify)
     p.add_argument("sealed")
     p.add_argument("--trust", action="append", required=True, metavar="PUB", help="trusted publisher public key; repeatable")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=parse_threads, default=0)
     p.add_argument("--json", action="store_true")
 
     p = add("inspect", "print the public header (verifies nothing, needs no key)", cmd_inspect)
@@ -355,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", action="append", default=[], metavar="KEY", help="device private key; repeatable")
     p.add_argument("--passphrase", action="store_true")
     p.add_argument("--trust", action="append", required=True, metavar="PUB", help="trusted publisher public key; repeatable")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=parse_threads, default=0)
     p.add_argument("--json", action="store_true")
 
     add("demo", "keygen, seal, verify and inspect the bundled demo model in a temporary folder", cmd_demo)
