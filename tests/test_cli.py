@@ -169,12 +169,14 @@ def test_seal_text_output_and_force(w: World) -> None:
     (["--model-version", "x"], EXIT_USAGE, None),
     (["--cipher", "aes-128-gcm"], EXIT_USAGE, None),
     (["--kind", "pickle"], EXIT_USAGE, None),
+    (["--threads", "-1"], EXIT_USAGE, "--threads"),
+    (["--threads", "99999999999"], EXIT_USAGE, "--threads"),
     (["--passphrase"], EXIT_USAGE, "--passphrase cannot be combined with --recipient"),
     (["--not-before", "2030-01-01", "--not-after", "2029-01-01"], EXIT_FORMAT, "not_before"),
     (["--label", "k" * 65 + "=v"], EXIT_FORMAT, "label key"),
     (["--kind", "safetensors"], EXIT_FORMAT, "safetensors"),
     (["--kind", "onnx"], EXIT_FORMAT, "ONNX"),
-], ids=["chunk-12K", "chunk-2K", "chunk-text", "label", "label-key", "date", "version", "cipher", "kind", "passphrase+recipient",
+], ids=["chunk-12K", "chunk-2K", "chunk-text", "label", "label-key", "date", "version", "cipher", "kind", "threads-negative", "threads-huge", "passphrase+recipient",
         "window", "label-too-long", "not-safetensors", "not-onnx"])  # fmt: skip
 def test_seal_errors(w: World, extra: list[str], code: int, message: str | None) -> None:
     before = files(w)
@@ -242,6 +244,7 @@ def test_verify_errors(w: World, sealed: Path) -> None:
     failed(cli("verify", sealed, "--trust", w.d / "missing.pub"), EXIT_KEY)
     failed(cli("verify", sealed, "--trust", w.dev_pub), EXIT_KEY)  # a device key is no publisher key
     failed(cli("verify", sealed), EXIT_USAGE)
+    failed(cli("verify", sealed, "--trust", w.pub_key, "--threads", "-1"), EXIT_USAGE, "--threads")
 
 
 def test_inspect_errors(w: World, sealed: Path) -> None:

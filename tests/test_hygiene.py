@@ -164,3 +164,40 @@ def test_key_file_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> 
     os.mkfifo(fifo, 0o600)
     with pytest.raises(KeyFileError):
         load_private_key(fifo)
+
+
+@pytest.mark.parametrize("threads", [-1, 1 << 40, 1.5, True, "2"])
+def test_bad_thread_counts_fail_before_the_native_core(keys: Keys, tmp_path: Path, threads: Any) -> None:
+    """pybind11 lists every argument of a call it cannot convert (the payload key included), so a
+    bad thread count must be refused in Python first."""
+    path = seal_bytes(tmp_path / "f.sealed", raw_payload(PLAINTEXT), signer=keys.ed25519, recipients=[keys.x25519_dev.recipient])
+    calls: list[Callable[[], Any]] = [
+        lambda: verify_file(path, keys.trust, threads=threads),
+        lambda: open_sealed_file(path, [keys.x25519_dev.identity], keys.trust, threads=threads),
+        lambda: unseal_file(path, tmp_path / "out", [keys.x25519_dev.identity], keys.trust, threads=threads),
+        lambda: seal_bytes_threads(keys, tmp_path / "g.sealed", threads),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError) as exc:
+            call()
+        assert "Invoked with" not in everything_about(exc.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.sealed"]
+
+
+def seal_bytes_threads(keys: Keys, path: Path, threads: Any) -> None:
+    from edgeguard.seal import seal_payload
+    from helpers import MODEL
+
+    seal_payload(raw_payload(PLAINTEXT), path, kind="raw", signer=keys.ed25519, recipients=[keys.x25519_dev.recipient], model=MODEL, threads=threads)
+
+
+def test_allocate_returning_a_non_buffer_does_not_leak_the_key(keys: Keys, tmp_path: Path) -> None:
+    path = seal_bytes(tmp_path / "f.sealed", raw_payload(PLAINTEXT), signer=keys.ed25519, recipients=[keys.x25519_dev.recipient])
+    for bad in (None, 5, "text"):
+        with pytest.raises(TypeError) as exc:
+            open_sealed_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n, bad=bad: bad)
+        assert "Invoked with" not in everything_about(exc.value)
+    with pytest.raises(BufferError):  # read-only
+        open_sealed_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n: bytes(n))
+    with pytest.raises(ValueError):  # wrong size
+        open_sealed_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n: bytearray(n + 1))
