@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import reference_decoder as ref
-from edgeguard.errors import FormatError
+from edgeguard.errors import FormatError, IntegrityError
 from edgeguard.format import ModelInfo
 from edgeguard.seal import seal_model
 from edgeguard.unseal import inspect_file, open_sealed_file, unseal_file, verify_file
@@ -122,3 +122,21 @@ def test_empty_payload_is_one_empty_chunk(keys: Keys, tmp_path: Path) -> None:
     assert container.header.chunk_count == 1 and path.stat().st_size == container.payload_offset + 16
     with pytest.raises(FormatError):
         open_sealed_file(path, [keys.x25519_dev.identity], keys.trust)
+
+
+@pytest.mark.parametrize("cipher", CIPHERS)
+@pytest.mark.parametrize("size", BOUNDARY_SIZES)
+def test_every_boundary_size(keys: Keys, tmp_path: Path, cipher: str, size: int) -> None:
+    """Each boundary size explicitly (Hypothesis above samples them): both device key types open,
+    the reference decoder gives the same bytes, and a 1-byte truncation fails."""
+    payload = _payload(size, size % 256)
+    path = seal_bytes(tmp_path / "f.sealed", payload, signer=keys.p256, cipher=cipher,
+                      recipients=[keys.x25519_dev.recipient, keys.p256_dev.recipient])  # fmt: skip
+    assert inspect_file(path).header.chunk_count == max(1, -(-size // CHUNK))
+    for dev in (keys.x25519_dev, keys.p256_dev):
+        assert open_opaque(path, [dev.identity], keys.trust) == payload
+        assert ref.decode(path.read_bytes(), keys.ref_trusted(), [dev.private], check_inner=False).payload == payload
+    truncated = tmp_path / "t.sealed"
+    truncated.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(IntegrityError):
+        open_sealed_file(truncated, [keys.x25519_dev.identity], keys.trust)
