@@ -25,7 +25,6 @@ from edgeguard.unseal import open_sealed_file, unseal_file, verify_file
 from helpers import (
     CHUNK,
     PASSPHRASE,
-    Keys,
     new_keys,
     passphrase_identity,
     passphrase_recipient,
