@@ -343,3 +343,17 @@ def test_seal_refuses_what_readers_reject(keys: Keys, tmp_path: Path, kwargs: di
     with pytest.raises(error):
         seal_model(src, tmp_path / "m.sealed", signer=keys.ed25519, **kwargs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin"]
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 200_000 + b"]" * 200_000,
+    b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    b'{"cipher":' + b"9" * 5000 + b"}",  # beyond Python's int digit limit
+    b'{"cipher":1' + b"0" * 400 + b"}",
+    b"",
+    b"\x00",
+    b'"just a string"',
+    b"null",
+], ids=["deep-array", "deep-object", "5000-digits", "huge-int", "empty", "nul", "string", "null"])  # fmt: skip
+def test_hostile_json_is_a_format_error(body: bytes) -> None:
+    rejected(body)
