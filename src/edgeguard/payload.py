@@ -119,7 +119,7 @@ def _parse_tensor(obj: Any) -> tuple[str, str, tuple[int, ...], int, int]:
     name, dtype, shape = obj["name"], obj["dtype"], obj["shape"]
     if not isinstance(name, str) or not 0 < len(name) <= MAX_TENSOR_NAME:
         raise FormatError("tensor name must be a non-empty string")
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:  # a JSON list is unhashable
         raise FormatError(f"unsupported tensor dtype {dtype!r}")
     if not isinstance(shape, list) or len(shape) > MAX_RANK or any(type(d) is not int or not 0 <= d <= MAX_INT for d in shape):
         raise FormatError("tensor shape must be a list of non-negative integers")

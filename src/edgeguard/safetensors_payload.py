@@ -47,7 +47,7 @@ def parse_safetensors(buf: Any) -> dict[str, tuple[str, tuple[int, ...], int, in
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise FormatError(f"safetensors entry {name!r} is malformed")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in _DTYPES:
+        if not isinstance(dtype, str) or dtype not in _DTYPES:  # a JSON list is unhashable
             raise FormatError(f"safetensors dtype {dtype!r} is not supported")
         if not isinstance(shape, list) or any(type(d) is not int or d < 0 for d in shape):
             raise FormatError(f"safetensors shape of {name!r} is malformed")
