@@ -188,3 +188,14 @@ def split_chunks_loose(data: bytes) -> list[bytes]:
     size = _json.loads(data[16 : 16 + hl])["chunk_size"] + 16
     body = data[112 + hl :]
     return [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+
+
+class Blob(bytes):
+    """Bytes with a short repr, for Hypothesis-generated files: Hypothesis warns (an error here)
+    when it builds a repr of more than 30 kB for an example."""
+
+    def __repr__(self) -> str:
+        return f"Blob(<{len(self)} bytes, sha256 {_hashlib.sha256(self).hexdigest()[:16]}>)"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))

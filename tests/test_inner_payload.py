@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import reference_decoder as ref
 from edgeguard.errors import FormatError
 from edgeguard.payload import build_payload, parse_payload, tensor_entries
+from helpers import Blob
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -80,7 +81,7 @@ json_values = st.one_of(
 
 
 @st.composite
-def layout_edits(draw: st.DrawFn) -> tuple[str, bytes]:
+def layout_edits(draw: st.DrawFn) -> tuple[str, Blob]:
     """Edit one value of the layout JSON (kept canonical, so only the layout rules decide)."""
     kind, payload = draw(st.sampled_from(VALID))
     layout, rest = _split(payload)
@@ -101,11 +102,11 @@ def layout_edits(draw: st.DrawFn) -> tuple[str, bytes]:
         holder[key] += draw(st.sampled_from([-64, -1, 1, 64, 4096]))
     elif isinstance(holder[key], list) and holder[key]:
         holder[key] = holder[key][::-1] if draw(st.booleans()) else holder[key] + holder[key][:1]
-    return kind, _join(layout, rest)
+    return kind, Blob(_join(layout, rest))
 
 
 @st.composite
-def byte_edits(draw: st.DrawFn) -> tuple[str, bytes]:
+def byte_edits(draw: st.DrawFn) -> tuple[str, Blob]:
     kind, payload = draw(st.sampled_from(VALID))
     data = bytearray(payload)
     for _ in range(draw(st.integers(1, 3))):
@@ -114,7 +115,7 @@ def byte_edits(draw: st.DrawFn) -> tuple[str, bytes]:
     if draw(st.integers(0, 9)) == 0:
         cut = draw(st.integers(0, len(data)))
         data = data[:cut] if draw(st.booleans()) else data + bytes(draw(st.integers(1, 4097)))
-    return kind, bytes(data)
+    return kind, Blob(data)
 
 
 @SETTINGS
@@ -134,4 +135,12 @@ def test_overflowing_tensor_shape_is_rejected() -> None:
     kind, payload = _onnx_payload()
     layout, rest = _split(payload)
     layout["tensors"].append({"name": "huge", "dtype": "float32", "shape": [2**32, 2**32, 4], "offset": 0, "length": 0})
+    assert verdict(_join(layout, rest), kind) == "format"
+
+
+@pytest.mark.parametrize("value", [["float32"], {"a": 1}, 5, None, True])
+def test_non_string_dtype_is_a_format_error(value: Any) -> None:
+    kind, payload = _onnx_payload()
+    layout, rest = _split(payload)
+    layout["tensors"][0]["dtype"] = value
     assert verdict(_join(layout, rest), kind) == "format"

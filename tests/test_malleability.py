@@ -24,6 +24,7 @@ from edgeguard.errors import (
 from edgeguard.unseal import open_sealed_file, unseal_file, verify_file
 from helpers import (
     CHUNK,
+    Blob,
     PASSPHRASE,
     new_keys,
     passphrase_identity,
@@ -73,45 +74,45 @@ def files() -> st.SearchStrategy[bytes]:
 
 
 @st.composite
-def bit_flips(draw: st.DrawFn) -> bytes:
+def bit_flips(draw: st.DrawFn) -> Blob:
     data = bytearray(draw(files()))
     # bias towards the preamble, header and signature block, where the parser does its work
     head = len(data) - len(data) // 2
     for _ in range(draw(st.integers(1, 4))):
         pos = draw(st.one_of(st.integers(0, min(head, len(data) - 1)), st.integers(0, len(data) - 1)))
         data[pos] ^= 1 << draw(st.integers(0, 7))
-    return bytes(data)
+    return Blob(data)
 
 
 @st.composite
-def insertions(draw: st.DrawFn) -> bytes:
+def insertions(draw: st.DrawFn) -> Blob:
     data = draw(files())
     pos = draw(st.integers(0, len(data)))
-    return data[:pos] + draw(st.binary(min_size=1, max_size=40)) + data[pos:]
+    return Blob(data[:pos] + draw(st.binary(min_size=1, max_size=40)) + data[pos:])
 
 
 @st.composite
-def deletions(draw: st.DrawFn) -> bytes:
+def deletions(draw: st.DrawFn) -> Blob:
     data = draw(files())
     pos = draw(st.integers(0, len(data) - 1))
-    return data[:pos] + data[pos + draw(st.integers(1, 64)) :]
+    return Blob(data[:pos] + data[pos + draw(st.integers(1, 64)) :])
 
 
 @st.composite
-def splices(draw: st.DrawFn) -> bytes:
+def splices(draw: st.DrawFn) -> Blob:
     a, b = draw(files()), draw(files())
     i, j = draw(st.integers(0, len(a))), draw(st.integers(0, len(b)))
-    return a[:i] + b[j:]
+    return Blob(a[:i] + b[j:])
 
 
 @st.composite
-def header_byte_edits(draw: st.DrawFn) -> bytes:
+def header_byte_edits(draw: st.DrawFn) -> Blob:
     """Replace a byte of the JSON header with a JSON-significant character."""
     data = bytearray(draw(files()))
     hl = int.from_bytes(data[12:16], "big")
     pos = draw(st.integers(16, 15 + hl))
     data[pos] = draw(st.sampled_from(b'{}[]",:0123456789 \\-eEtfn'))
-    return bytes(data)
+    return Blob(data)
 
 
 def check(mutated: bytes) -> None:
@@ -195,7 +196,7 @@ def test_corpus_opens() -> None:
 
 
 @st.composite
-def resigned_header_edits(draw: st.DrawFn) -> bytes:
+def resigned_header_edits(draw: st.DrawFn) -> Blob:
     """A header edit the publisher then signs (chunks untouched): the file may be authentic now, so
     only the agreement between edgeguard and the reference decoder is asserted."""
     from helpers import resign, split
@@ -207,7 +208,7 @@ def resigned_header_edits(draw: st.DrawFn) -> bytes:
         pos = draw(st.integers(0, len(header) - 1))
         header[pos] = draw(st.sampled_from(b'{}[]",:0123456789 abcdefxyzABC=+/\\-'))
     edited = bytes(data[:12]) + len(header).to_bytes(4, "big") + bytes(header) + bytes(data[16 + hl :])
-    return resign(edited, CORPUS.keys.ed25519, split(bytes(data)).chunks)
+    return Blob(resign(edited, CORPUS.keys.ed25519, split(bytes(data)).chunks))
 
 
 @SETTINGS

@@ -218,6 +218,7 @@ MALFORMED = {
     "missing data_offsets": _st({"t": {"dtype": "F32", "shape": [2]}}, bytes(8)),
     "extra field": _st({"t": {**F, "x": 1}}, bytes(8)),
     "unknown dtype": _st({"t": {**F, "dtype": "F128"}}, bytes(8)),
+    "dtype not a string": _st({"t": {**F, "dtype": ["F32"]}}, bytes(8)),
     "negative dim": _st({"t": {**F, "shape": [-2]}}, bytes(8)),
     "float dim": _st({"t": {**F, "shape": [2.0]}}, bytes(8)),
     "size does not match shape": _st({"t": {**F, "shape": [3]}}, bytes(8)),
