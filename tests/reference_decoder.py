@@ -455,7 +455,7 @@ def check_inner_payload(p: bytes, kind: str) -> dict[str, bytes]:
             raise err("tensors outside onnx")
         if not isinstance(t, dict) or set(t) != {"name", "dtype", "shape", "offset", "length"}:
             raise err("tensor entry")
-        if not isinstance(t["name"], str) or not t["name"] or t["dtype"] not in ITEMSIZE:
+        if not isinstance(t["name"], str) or not t["name"] or not isinstance(t["dtype"], str) or t["dtype"] not in ITEMSIZE:
             raise err("tensor name/dtype")
         shape = t["shape"]
         if not isinstance(shape, list) or len(shape) > 16 or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape):
