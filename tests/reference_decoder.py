@@ -208,7 +208,7 @@ def parse_header(body: bytes) -> RefHeader:
         raise RefFormatError("recipients")
     stanzas = []
     for r in recipients:
-        if not isinstance(r, dict) or r.get("type") not in WRAPPED:
+        if not isinstance(r, dict) or not isinstance(r.get("type"), str) or r["type"] not in WRAPPED:
             raise RefFormatError("stanza type")
         if r["type"] == "scrypt":
             _exact_keys(r, {"type", "salt", "log_n", "wrapped"})
