@@ -78,7 +78,15 @@ P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 WRAPPED = {"hpke-x25519": 80, "hpke-p256": 113, "scrypt": 48}
 HEX16 = re.compile(r"[0-9a-f]{16}\Z")
 
-Identity = Union[x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey, str, bytes]
+@dataclass(frozen=True)
+class Passphrase:
+    """A passphrase identity that refuses stanzas whose scrypt work factor exceeds `max_log_n`."""
+
+    text: str | bytes
+    max_log_n: int = 22
+
+
+Identity = Union[x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey, str, bytes, Passphrase]
 Trusted = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
 
 
@@ -294,8 +302,11 @@ def unwrap_dek(h: RefHeader, identities: Sequence[Identity]) -> bytes:
     for ident in identities:
         for s in h.stanzas:
             try:
-                if isinstance(ident, (str, bytes)) and s["type"] == "scrypt":
-                    pw = ident.encode() if isinstance(ident, str) else ident
+                if isinstance(ident, (str, bytes, Passphrase)) and s["type"] == "scrypt":
+                    pp = ident if isinstance(ident, Passphrase) else Passphrase(ident)
+                    if s["log_n"] > pp.max_log_n:
+                        continue
+                    pw = pp.text.encode() if isinstance(pp.text, str) else pp.text
                     k = Scrypt(salt=b"edgeguard/v1 scrypt\x00" + s["salt"], length=32, n=1 << s["log_n"], r=8, p=1).derive(pw)
                     dek = ChaCha20Poly1305(k).decrypt(bytes(12), s["wrapped"], ctx)
                 elif isinstance(ident, x25519.X25519PrivateKey) and s["type"] == "hpke-x25519":
