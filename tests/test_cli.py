@@ -200,6 +200,7 @@ def test_seal_key_errors(w: World) -> None:
     assert files(w) == before
 
 
+@pytest.mark.slow  # two scrypt runs at log_n 18 (256 MiB each); still part of every run
 def test_seal_to_a_passphrase_from_the_environment(w: World) -> None:
     """The CLI seals with the default scrypt work factor (log_n 18): one seal and one open only."""
     env = {"EDGEGUARD_PASSPHRASE": "cli passphrase"}
