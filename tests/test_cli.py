@@ -321,3 +321,20 @@ def test_help_documents_exit_codes_and_version() -> None:
 def test_demo_runs() -> None:
     r = cli("demo")
     assert r.code == 0 and "verify" in r.out
+
+
+def test_onnx_model_through_the_cli(w: World) -> None:
+    """The bundled demo model: seal (kind from the extension), verify, unseal, same initializers."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from edgeguard.demo import bundled_model
+
+    model = bundled_model()
+    r = cli("seal", model, "-o", w.d / "d.sealed", "--sign", w.pub, "--recipient", w.p256_dev_pub, "--chunk-size", "4K", "--json")
+    assert r.code == 0 and r.json()["payload_kind"] == "onnx"
+    assert cli("verify", w.d / "d.sealed", "--trust", w.pub_key).code == 0
+    assert cli("unseal", w.d / "d.sealed", "-o", w.d / "d.onnx", "--identity", w.p256_dev, "--trust", w.pub_key).code == 0
+    want = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(model)).graph.initializer}
+    got = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(w.d / "d.onnx")).graph.initializer}
+    assert want.keys() == got.keys() and all((want[k] == got[k]).all() for k in want)

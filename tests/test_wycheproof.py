@@ -83,3 +83,4 @@ def test_chunk_path_is_the_same_aead(cipher: str, length: int) -> None:
     back = bytearray(length)
     assert _core.open_chunks(cipher, key, prefix, digest, chunk, length, bytes(out), 0, back, root)
     assert bytes(back) == plaintext
+
