@@ -54,8 +54,10 @@ def cli_process(*args: str | Path, env: dict[str, str] | None = None) -> Result:
 def failed(r: Result, code: int, message: str | None = None) -> None:
     assert r.code == code, (r.code, r.err)
     lines = r.err.splitlines()
-    if code == EXIT_USAGE:  # argparse's "usage: ..." then "edgeguard [COMMAND]: error: ...", or ours
-        assert any(line.startswith("edgeguard") and ": error: " in line for line in lines), r.err
+    if code == EXIT_USAGE:  # argparse's "usage: ..." lines, then "edgeguard: error: [COMMAND: ]..."
+        errors = [line for line in lines if "error:" in line]
+        assert len(errors) == 1 and errors[0].startswith("edgeguard: error: "), r.err
+        assert lines[-1] == errors[0] or lines[-1].startswith("edgeguard: hint: "), r.err
     else:
         assert lines[0].startswith("edgeguard: error: "), r.err
         assert all(line.startswith(("edgeguard: error: ", "edgeguard: hint: ")) for line in lines), r.err
