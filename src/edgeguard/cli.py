@@ -415,12 +415,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeguardError as exc:
         hint = next((h for t, h in _HINTS.items() if isinstance(exc, t)), None)
         return _fail(str(exc), hint, _error_code(exc))
-    except (ValueError, OSError) as exc:
-        message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename and exc.strerror else str(exc)
-        return _fail(message, None, EXIT_ERROR)
     except BrokenPipeError:  # e.g. `edgeguard inspect --json | head`: not an error worth a message
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+    except (ValueError, OSError) as exc:  # after BrokenPipeError, an OSError that would shadow it
+        message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename and exc.strerror else str(exc)
+        return _fail(message, None, EXIT_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted", None, 130)
 
