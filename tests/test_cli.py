@@ -340,3 +340,15 @@ def test_onnx_model_through_the_cli(w: World) -> None:
     want = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(model)).graph.initializer}
     got = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(w.d / "d.onnx")).graph.initializer}
     assert want.keys() == got.keys() and all((want[k] == got[k]).all() for k in want)
+
+
+def test_closed_stdout_is_not_an_error_message(w: World, sealed: Path) -> None:
+    """`edgeguard inspect --json | true`: the reader is gone before the output is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgeguard.cli", "inspect", str(sealed), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert proc.stdout and proc.stderr
+    proc.stdout.close()  # long before the interpreter has started
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == EXIT_ERROR
+    assert err == "", err
