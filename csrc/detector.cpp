@@ -16,14 +16,6 @@ constexpr uint32_t kMaxClientIdLen = 1024;
 
 bool positive_finite(float v) { return std::isfinite(v) && v > 0; }
 
-// FNV-1a over the query's bytes: exact resubmits are recognised without storing the query.
-uint64_t fingerprint(const float* x, uint32_t dim) {
-  const auto* p = reinterpret_cast<const uint8_t*>(x);
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < size_t{dim} * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
 // Fixed little-endian encoding, whatever the host, so snapshots move between devices.
 class Writer {
  public:
@@ -93,8 +85,9 @@ std::string validate(const Model& m, const Limits& l) {
   for (size_t j = 0; j < k; ++j)
     if (!std::isfinite(m.sketch_center[j]) || !positive_finite(m.sketch_scale[j]))
       return "sketch centre must be finite and scale positive";
-  if (!positive_finite(m.mahal_ref) || !positive_finite(m.resid_ref) || !positive_finite(m.novelty_cap))
-    return "novelty references and cap must be positive";
+  if (!positive_finite(m.mahal_ref) || !positive_finite(m.resid_ref) || !positive_finite(m.novelty_cap) ||
+      !positive_finite(m.novelty_slack))
+    return "novelty references, slack and cap must be positive";
   if (!std::isfinite(m.near_dist) || m.near_dist < 0 || !std::isfinite(m.low_margin) || m.low_margin < 0)
     return "near_dist and low_margin must be finite and non-negative";
   for (float t : m.thresholds)
@@ -106,15 +99,9 @@ std::string validate(const Model& m, const Limits& l) {
 }
 
 ClientState::ClientState(const Model& m, const Limits& l)
-    : novelty_(l.window, 0.0f),
-      flags_(l.window, 0),
-      sketches_(size_t{l.reservoir} * m.sketch_dim, 0.0f),
-      prints_(l.reservoir, 0) {}
+    : flags_(l.window, 0), sketches_(size_t{l.reservoir} * m.sketch_dim, 0.0f) {}
 
-size_t ClientState::bytes() const {
-  return sizeof(ClientState) + novelty_.size() * sizeof(float) + flags_.size() +
-         sketches_.size() * sizeof(float) + prints_.size() * sizeof(uint64_t);
-}
+size_t ClientState::bytes() const { return sizeof(ClientState) + flags_.size() + sketches_.size() * sizeof(float); }
 
 Detector::Detector(Model model, Limits limits) : model_(std::move(model)), limits_(limits) {
   std::string err = validate(model_, limits_);
@@ -144,7 +131,7 @@ Result Detector::observe(const std::string& client, const float* x, const float*
   for (uint32_t i = 0; i < d; ++i)
     if (!(x[i] >= m.lo[i] && x[i] <= m.hi[i])) flags |= kFlagInvalid;  // NaN fails too
 
-  float novelty = m.novelty_cap;
+  float novelty = 0;
   float sketch[kMaxSketchDim];
   if (!(flags & kFlagInvalid)) {
     double total = 0, in_sketch = 0, mahal = 0;
@@ -175,24 +162,23 @@ Result Detector::observe(const std::string& client, const float* x, const float*
     if (top1 - top2 < m.low_margin) flags |= kFlagLowMargin;
   }
 
-  const uint64_t fp = fingerprint(x, d);
   std::lock_guard<std::mutex> lock(mu_);
   ClientState& s = touch(client);
   if (!(flags & kFlagInvalid)) {
-    bool duplicate = false;
-    for (uint32_t e = 0; e < s.filled_ && !duplicate; ++e) duplicate = s.prints_[e] == fp;
-    // An exact resubmit tells a thief nothing new, so it neither extends a chain nor the history.
-    if (!duplicate) {
-      float nearest = std::numeric_limits<float>::infinity();
-      for (uint32_t e = 0; e < s.filled_; ++e) {
-        const float* r = &s.sketches_[size_t{e} * k];
-        float dist = 0;
-        for (uint32_t j = 0; j < k; ++j) dist += (sketch[j] - r[j]) * (sketch[j] - r[j]);
-        nearest = std::min(nearest, dist);
-      }
+    // Out-of-domain queries have their own signal; here they would only swamp the novelty sum.
+    s.cusum_ = std::max(0.0f, s.cusum_ + novelty - m.novelty_slack);
+    float nearest = std::numeric_limits<float>::infinity();
+    for (uint32_t e = 0; e < s.filled_; ++e) {
+      const float* r = &s.sketches_[size_t{e} * k];
+      float dist = 0;
+      for (uint32_t j = 0; j < k; ++j) dist += (sketch[j] - r[j]) * (sketch[j] - r[j]);
+      nearest = std::min(nearest, dist);
+    }
+    // An exact resubmit (identical sketch) tells a thief nothing new: it neither extends a chain
+    // nor takes a history slot.
+    if (nearest > 0) {
       if (nearest <= m.near_dist * m.near_dist) flags |= kFlagChain;
       std::memcpy(&s.sketches_[size_t{s.next_} * k], sketch, k * sizeof(float));
-      s.prints_[s.next_] = fp;
       s.next_ = (s.next_ + 1) % limits_.reservoir;
       s.filled_ = std::min(s.filled_ + 1, limits_.reservoir);
     }
@@ -204,30 +190,27 @@ Result Detector::observe(const std::string& client, const float* x, const float*
       ++s.coverage_;
     }
   }
-  return finish(s, novelty, flags);
+  return finish(s, flags);
 }
 
 Result Detector::observe_malformed(const std::string& client) {
   std::lock_guard<std::mutex> lock(mu_);
-  return finish(touch(client), model_.novelty_cap, kFlagInvalid);
+  return finish(touch(client), kFlagInvalid);
 }
 
-Result Detector::finish(ClientState& s, float novelty, uint8_t flags) {
+Result Detector::finish(ClientState& s, uint8_t flags) {
   const uint32_t w = limits_.window;
-  s.novelty_[s.head_] = novelty;
   s.flags_[s.head_] = flags;
   s.head_ = (s.head_ + 1) % w;
   ++s.queries_;
 
   Result r;
-  double novelty_sum = 0;
   uint32_t counts[3] = {0, 0, 0};
-  for (uint32_t i = 0; i < w; ++i) {  // summed afresh each time: no drift, W is small
-    novelty_sum += s.novelty_[i];
+  for (uint32_t i = 0; i < w; ++i) {  // counted afresh each time: W is small
     for (int b = 0; b < 3; ++b) counts[b] += (s.flags_[i] >> b) & 1u;
   }
   r.stats[kInvalid] = static_cast<float>(counts[0]);
-  r.stats[kNovelty] = static_cast<float>(novelty_sum / w);
+  r.stats[kNovelty] = s.cusum_;
   r.stats[kChain] = static_cast<float>(counts[1]);
   r.stats[kLowMargin] = static_cast<float>(counts[2]);
   r.stats[kCoverage] = static_cast<float>(s.coverage_);
@@ -293,10 +276,9 @@ std::string Detector::save() const {
     w.u32(s.head_);
     w.u32(s.filled_);
     w.u32(s.next_);
-    for (float v : s.novelty_) w.f32(v);
+    w.f32(s.cusum_);
     for (uint8_t f : s.flags_) w.u8(f);
     for (float v : s.sketches_) w.f32(v);
-    for (uint64_t p : s.prints_) w.u64(p);
     for (uint64_t c : s.cells_) w.u64(c);
   }
   return w.out;
@@ -326,19 +308,17 @@ std::string Detector::restore(const std::string& blob) {
     if (index.count(id)) return "duplicate client id in detector state";
     ClientState s(model_, limits_);
     bool ok = r.u64(&s.queries_) && r.u64(&s.first_alert_query_) && r.f32(&s.peak_risk_) && r.u32(&s.head_) &&
-              r.u32(&s.filled_) && r.u32(&s.next_);
-    for (float& v : s.novelty_) ok = ok && r.f32(&v);
+              r.u32(&s.filled_) && r.u32(&s.next_) && r.f32(&s.cusum_);
     for (uint8_t& f : s.flags_) ok = ok && r.u8(&f);
     for (float& v : s.sketches_) ok = ok && r.f32(&v);
-    for (uint64_t& p : s.prints_) ok = ok && r.u64(&p);
     for (uint64_t& c : s.cells_) ok = ok && r.u64(&c);
     if (!ok) return "truncated detector state";
     uint32_t coverage = 0;
     for (uint64_t c : s.cells_) coverage += static_cast<uint32_t>(__builtin_popcountll(c));
     s.coverage_ = coverage;
     bool sane = s.head_ < window && s.filled_ <= reservoir && s.next_ < reservoir &&
-                s.first_alert_query_ <= s.queries_ && std::isfinite(s.peak_risk_) && s.peak_risk_ >= 0;
-    for (float v : s.novelty_) sane = sane && v >= 0 && v <= model_.novelty_cap;
+                s.first_alert_query_ <= s.queries_ && std::isfinite(s.peak_risk_) && s.peak_risk_ >= 0 &&
+                std::isfinite(s.cusum_) && s.cusum_ >= 0;
     for (uint8_t f : s.flags_) sane = sane && f < 8;
     for (float v : s.sketches_) sane = sane && std::isfinite(v);
     if (!sane) return "detector state holds out-of-range values";

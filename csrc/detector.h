@@ -20,7 +20,7 @@ namespace edgeguard::detect {
 // Signals, in the order statistics and thresholds are laid out everywhere (Python mirrors this).
 enum Signal : int {
   kInvalid = 0,    // queries outside the declared input domain in the window
-  kNovelty = 1,    // mean clipped novelty over the window (empty slots count as 0)
+  kNovelty = 1,    // CUSUM of clipped per-query novelty above the benign slack
   kChain = 2,      // queries in the window that are small perturbations of a recent query
   kLowMargin = 3,  // low-margin answers in the window
   kCoverage = 4,   // distinct sketch cells the client has visited
@@ -46,7 +46,8 @@ struct Model {
   std::vector<float> lo, hi;        // dim: accepted value range per feature
   float mahal_ref = 1;      // median calibration Mahalanobis distance in the sketch, > 0
   float resid_ref = 1;      // median calibration residual norm, > 0
-  float novelty_cap = 8;    // per-query novelty is clipped here so one outlier cannot alert alone
+  float novelty_slack = 1;  // CUSUM drift: per-query novelty a benign client rarely exceeds
+  float novelty_cap = 4;    // per-query novelty is clipped here so one outlier cannot alert alone
   float near_dist = 0;      // sketch distance at or below which a query extends a chain
   float low_margin = 0;     // top-1 minus top-2 output below which an answer is low-margin
   std::array<float, kSignalCount> thresholds{};  // > 0; +inf disables a signal
@@ -84,10 +85,9 @@ class ClientState {
   uint32_t filled_ = 0;  // reservoir entries in use
   uint32_t next_ = 0;    // next reservoir slot (ring: recent history)
   uint32_t coverage_ = 0;
-  std::vector<float> novelty_;     // window
+  float cusum_ = 0;                // novelty evidence accumulated over the client's recent queries
   std::vector<uint8_t> flags_;     // window: bit 0 invalid, 1 chain, 2 low margin
-  std::vector<float> sketches_;    // reservoir x sketch_dim
-  std::vector<uint64_t> prints_;   // reservoir: fingerprints of the raw query bytes
+  std::vector<float> sketches_;    // reservoir x sketch_dim: the client's most recent distinct queries
   std::array<uint64_t, kCoverageWords> cells_{};
 };
 
@@ -120,7 +120,7 @@ class Detector {
     ClientState state;
   };
   ClientState& touch(const std::string& client);
-  Result finish(ClientState& s, float novelty, uint8_t flags);
+  Result finish(ClientState& s, uint8_t flags);
 
   Model model_;
   Limits limits_;

@@ -42,7 +42,7 @@ void init_detector(py::module_& m) {
       .def(py::init([](uint32_t dim, uint32_t sketch_dim, uint32_t classes, const FloatArray& mean,
                        const FloatArray& components, const FloatArray& sketch_center,
                        const FloatArray& sketch_scale, const FloatArray& lo, const FloatArray& hi,
-                       float mahal_ref, float resid_ref, float novelty_cap, float near_dist, float low_margin,
+                       float mahal_ref, float resid_ref, float novelty_slack, float novelty_cap, float near_dist, float low_margin,
                        const std::vector<float>& thresholds, uint32_t window, uint32_t reservoir,
                        uint32_t max_clients) {
              Model mo;
@@ -57,6 +57,7 @@ void init_detector(py::module_& m) {
              mo.hi = vec(hi, dim, "hi");
              mo.mahal_ref = mahal_ref;
              mo.resid_ref = resid_ref;
+             mo.novelty_slack = novelty_slack;
              mo.novelty_cap = novelty_cap;
              mo.near_dist = near_dist;
              mo.low_margin = low_margin;
@@ -69,7 +70,8 @@ void init_detector(py::module_& m) {
            }),
            py::kw_only(), py::arg("dim"), py::arg("sketch_dim"), py::arg("classes"), py::arg("mean"),
            py::arg("components"), py::arg("sketch_center"), py::arg("sketch_scale"), py::arg("lo"),
-           py::arg("hi"), py::arg("mahal_ref"), py::arg("resid_ref"), py::arg("novelty_cap"),
+           py::arg("hi"), py::arg("mahal_ref"), py::arg("resid_ref"), py::arg("novelty_slack"),
+           py::arg("novelty_cap"),
            py::arg("near_dist"), py::arg("low_margin"), py::arg("thresholds"), py::arg("window"),
            py::arg("reservoir"), py::arg("max_clients"))
       // Scores one query (x: dim floats, y: classes floats or None) and returns
@@ -84,24 +86,26 @@ void init_detector(py::module_& m) {
              return as_tuple(r);
            },
            py::arg("client"), py::arg("x"), py::arg("y"))
-      // Scores rows of X in order; returns an (n, 9) array: the 7 statistics, risk, first-alert flag.
+      // Scores rows of X in order; returns an (n, 10) array: the 7 statistics, risk, peak risk,
+      // first-alert flag.
       .def("observe_batch",
            [](Detector& d, const std::string& client, const FloatArray& x, const py::object& y) {
              const uint32_t dim = d.model().dim;
              if (x.ndim() != 2 || x.shape(1) != dim) throw py::value_error("X must have shape (rows, dim)");
              const ssize_t n = x.shape(0);
              const float* yp = row_or_null(y, d.model().classes, n, "Y");
-             py::array_t<float> out(std::vector<ssize_t>{n, static_cast<ssize_t>(kSignalCount + 2)});
+             py::array_t<float> out(std::vector<ssize_t>{n, static_cast<ssize_t>(kSignalCount + 3)});
              float* o = out.mutable_data();
              const uint32_t classes = d.model().classes;
              {
                py::gil_scoped_release nogil;
                for (ssize_t i = 0; i < n; ++i) {
                  Result r = d.observe(client, x.data() + i * dim, yp ? yp + i * classes : nullptr);
-                 float* row = o + i * (kSignalCount + 2);
+                 float* row = o + i * (kSignalCount + 3);
                  std::copy(r.stats.begin(), r.stats.end(), row);
                  row[kSignalCount] = r.risk;
-                 row[kSignalCount + 1] = r.first_alert ? 1.0f : 0.0f;
+                 row[kSignalCount + 1] = r.peak_risk;
+                 row[kSignalCount + 2] = r.first_alert ? 1.0f : 0.0f;
                }
              }
              return out;

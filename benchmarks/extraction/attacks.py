@@ -113,20 +113,21 @@ def equation_solving(ctx: Context) -> Attack:
 def critical_points(ctx: Context, span: float = 8.0, inbox: bool = False) -> Attack:
     """The query pattern of Jagielski et al. 2020 functionally-equivalent extraction: sweep lines
     through input space and binary-search where the logits stop being linear (ReLU critical points).
-    With ``inbox`` the lines are clipped to the [0, 1] data box (an attacker avoiding range checks).
+    Lines run through a digit in a random direction over [-span, span]; with ``inbox`` they join
+    two of the thief's digits instead, so every query stays inside the data range.
     """
     def logits(p):
         return np.log(np.maximum(p, 1e-12))
 
     while True:
-        x0 = ctx.pool[ctx.rng.integers(len(ctx.pool))]
-        d = ctx.rng.normal(size=64).astype(np.float32)
-        d /= np.linalg.norm(d)
-        lo, hi = -span, span
-        if inbox:  # keep x0 + t d inside [0, 1]^64
-            with np.errstate(divide="ignore"):
-                a, b = (0 - x0) / d, (1 - x0) / d
-            lo, hi = float(np.max(np.minimum(a, b))), float(np.min(np.maximum(a, b)))
+        a, b = ctx.pool[ctx.rng.choice(len(ctx.pool), 2, replace=False)]
+        if inbox:
+            x0, d = 0.5 * (a + b), b - a
+            half = float(np.linalg.norm(d)) / 2
+            d, lo, hi = d / (2 * half), -half, half
+        else:
+            x0, d = a, ctx.rng.normal(size=64).astype(np.float32)
+            d, lo, hi = d / np.linalg.norm(d), -span, span
 
         def point(t):
             return (x0 + t * d).astype(np.float32)
@@ -136,16 +137,16 @@ def critical_points(ctx: Context, span: float = 8.0, inbox: bool = False) -> Att
         for t in ts:
             ls.append(logits((yield point(t))))
         for i in range(8):
-            a, b, la, lb = ts[i], ts[i + 1], ls[i], ls[i + 1]
+            ta, tb, la, lb = ts[i], ts[i + 1], ls[i], ls[i + 1]
             for _ in range(6):  # bisect towards a kink: midpoint off the chord means one lies inside
-                m = 0.5 * (a + b)
+                m = 0.5 * (ta + tb)
                 lm = logits((yield point(m)))
                 if np.abs(lm - 0.5 * (la + lb)).max() < 1e-3:
                     break
                 if np.abs(lm - la).sum() < np.abs(lb - lm).sum():
-                    a, la = m, lm
+                    ta, la = m, lm
                 else:
-                    b, lb = m, lm
+                    tb, lb = m, lm
 
 
 def interleaved(ctx: Context, inner: Callable[[Context], Attack], every: int = 2) -> Attack:

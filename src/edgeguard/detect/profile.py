@@ -44,6 +44,7 @@ _HEADER_KEYS = {
 }
 _INVALID_ALERT_COUNT = 2.0  # out-of-domain queries in a window before alerting; one stray is not an attack
 _FLOORS = {"chain": 2.0, "low_margin": 2.0, "coverage": 8.0}
+_COMBINED_FLOOR = 1.5   # the combined score needs two signals well up, not one just under its threshold
 _THRESHOLD_MARGIN = 1.2  # headroom above the worst calibration stream, for unseen benign clients
 _SKEW_FOCUS = 0.7        # share of a focused (class-skewed) client's queries drawn from its favourite region
 _COVERAGE_BITS = 12      # the native core hashes the first 12 sketch coordinates into cells
@@ -400,12 +401,14 @@ def _thresholds(stats, target_fpr, volume_budget, has_outputs, novelty_floor, co
     floors = dict(_FLOORS, novelty=novelty_floor)
     for name in ("novelty", "chain", "low_margin", "coverage"):
         if name in armed:
-            j = SIGNALS.index(name)
-            t[name] = max(floors[name], _THRESHOLD_MARGIN * float(np.quantile(worst[:, j], q)))
+            level = _THRESHOLD_MARGIN * float(np.quantile(worst[:, SIGNALS.index(name)], q))
+            if name != "novelty":  # counts: a finite calibration pool understates their tail by a step
+                level = math.ceil(level) + 1
+            t[name] = max(floors[name], level)
     # The combined score is the sum of the window signals' ratios, so it is calibrated after them.
     idx = [SIGNALS.index(n) for n in ("novelty", "chain", "low_margin")]
     ratios = sum(stats[:, :, j] / t[SIGNALS[j]] for j in idx)
-    t["combined"] = _THRESHOLD_MARGIN * float(np.quantile(ratios.max(axis=1), q))
+    t["combined"] = max(_COMBINED_FLOOR, _THRESHOLD_MARGIN * float(np.quantile(ratios.max(axis=1), q)))
     if volume_budget is not None:
         t["volume"] = float(volume_budget)
     return tuple(_f32(t[n]) if math.isfinite(t[n]) else math.inf for n in SIGNALS)
