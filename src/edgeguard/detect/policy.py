@@ -73,4 +73,10 @@ class Policy:
             y /= y.sum(axis=-1, keepdims=True)
         if self.decimals is not None:
             y = np.round(y, self.decimals)
+            # Rounding can tie or overtake the top class; lift it one step so the label survives.
+            lost = y.argmax(axis=-1) != top
+            if lost.any():
+                lifted = np.round(y.max(axis=-1, keepdims=True) + np.float32(10.0**-self.decimals), self.decimals)
+                np.put_along_axis(y, top[..., None], np.where(lost[..., None], lifted,
+                                                              np.take_along_axis(y, top[..., None], -1)), axis=-1)
         return y
