@@ -181,3 +181,12 @@ def test_guard_beside_onnxruntime_degrades_a_flagged_client(world, profile):
     np.testing.assert_array_equal(answer[0].sum(axis=1), [1.0])
     assert set(np.unique(answer[0])) == {0.0, 1.0}
     assert answer[0].argmax() == outputs[0].argmax()
+
+
+def test_batch_alert_names_the_query_that_crossed(world, profile):
+    events = []
+    guard = Guard(profile, on_alert=events.append)
+    xs = world.benign(6, np.random.default_rng(13))
+    xs[3:] *= 10.0  # the 5th query is the second out-of-range one
+    d = guard.observe("batcher", xs, [world.predict(xs)])
+    assert d.alert is events[0] and d.alert.query_index == 5 and d.queries == 6

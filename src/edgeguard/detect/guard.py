@@ -78,24 +78,33 @@ class Guard:
         if x is None:
             risk, peak, queries, first, stats = self._native.observe_malformed(client_id)
         elif len(x) == 1:
-            y = self._scores(outputs, 1)
-            risk, peak, queries, first, stats = self._native.observe(client_id, x, y)
+            risk, peak, queries, first, stats = self._native.observe(client_id, x, self._scores(outputs, 1))
         else:
-            y = self._scores(outputs, len(x))
-            table = self._native.observe_batch(client_id, x, y)  # stats..., risk, peak, first alert
-            worst = int(table[:, -3].argmax())
-            risk, peak, first = float(table[-1, -3]), float(table[-1, -2]), bool(table[:, -1].any())
-            stats = tuple(float(v) for v in table[worst, :-3])
-            queries = int(table[-1, _VOLUME])
-        return self._decide(client_id, risk, peak, queries, first, stats)
+            table = self._native.observe_batch(client_id, x, self._scores(outputs, len(x)))
+            return self._decide_batch(client_id, table)
+        alert = self._alert(client_id, queries, risk, stats) if first else None
+        return self._decision(client_id, risk, peak, queries, stats, alert)
 
-    def _decide(self, client_id, risk, peak, queries, first, stats) -> Decision:
-        action = self.policy.action(risk, peak)
+    def _decide_batch(self, client_id: str, table: np.ndarray) -> Decision:
+        """Rows of table: the 7 statistics, risk, peak risk, first-alert flag (one per query)."""
+        last = table[-1]
+        queries = int(last[_VOLUME])
         alert = None
-        if first:
-            alert = AlertEvent(client_id, queries, risk, reasons_from(stats, self._thresholds))
-            if self.on_alert is not None:
-                self.on_alert(alert)
+        if table[:, -1].any():
+            row = int(table[:, -1].argmax())
+            alert = self._alert(client_id, queries - (len(table) - 1 - row), float(table[row, -3]),
+                                tuple(float(v) for v in table[row, :-3]))
+        stats = tuple(float(v) for v in last[:-3])
+        return self._decision(client_id, float(last[-3]), float(last[-2]), queries, stats, alert)
+
+    def _alert(self, client_id, query_index, risk, stats) -> AlertEvent:
+        event = AlertEvent(client_id, query_index, risk, reasons_from(stats, self._thresholds))
+        if self.on_alert is not None:
+            self.on_alert(event)
+        return event
+
+    def _decision(self, client_id, risk, peak, queries, stats, alert) -> Decision:
+        action = self.policy.action(risk, peak)
         delay = self.policy.delay_s if action >= Action.THROTTLE else 0.0
         return Decision(client_id, action, risk, peak, queries, stats, self._thresholds, alert, delay)
 
