@@ -123,3 +123,8 @@ def test_runtime_package_imports_no_harness_dependencies():
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_profile_arrays_are_read_only(profile):
+    with pytest.raises(ValueError):
+        profile.mean[0] = 1.0

@@ -59,7 +59,8 @@ def markdown(res: dict) -> str:
     cfg = res["config"]
     lines = [
         f"### Extraction harness results ({cfg['mode']} mode: {cfg['seeds']} seeds, "
-        f"{cfg['budget']} queries per attack, {cfg['benign_clients']} benign clients per variant)",
+        f"{cfg['budget']} queries per attack, {cfg['benign_clients']} benign clients per variant and seed, "
+        "each seed with its own calibration)",
         "",
         "Victims: digits MLP accuracy {:.3f}, logistic regression {:.3f} (served through onnxruntime "
         "{}).".format(res["victims"]["mlp"]["accuracy"], res["victims"]["logreg"]["accuracy"],

@@ -58,7 +58,7 @@ class Config:
 ALL_ATTACKS = tuple(atk.ATTACKS) + tuple(atk.SYBIL_ATTACKS)
 MODES = {
     "smoke": Config("smoke", 1, 60, 60, 2, 40, 80, 1500, 16, 300, ("critical-point", "knockoff-random"), (20, 60)),
-    "quick": Config("quick", 2, 300, 1600, 20, 150, 1200, 1500, 120, 2000, ALL_ATTACKS,
+    "quick": Config("quick", 2, 300, 1600, 20, 150, 1200, 1500, 200, 2000, ALL_ATTACKS,
                     (10, 25, 50, 100, 200, 300, 400, 600, 800, 1200, 1600)),
     "full": Config("full", 5, 1000, 2000, 50, 300, 1500, 2000, 200, 2500, ALL_ATTACKS,
                    (10, 25, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1000, 1200, 1600, 2000)),
@@ -181,6 +181,20 @@ def run_benign(cfg, victim, profile, splits, seed, timings):
     return out
 
 
+def _merge_benign(per_seed: list[dict]) -> dict:
+    """Pools each variant's clients over the seeds (each seed with its own calibration)."""
+    out = {}
+    for variant in per_seed[0]:
+        rows = [r[variant] for r in per_seed]
+        clients = sum(r["clients"] for r in rows)
+        eg, pr = sum(r["edgeguard_alerted"] for r in rows), sum(r["prada_alerted"] for r in rows)
+        out[variant] = {"clients": clients, "queries_per_client": rows[0]["queries_per_client"],
+                        "edgeguard_alerted": eg, "prada_alerted": pr, "edgeguard_fpr": eg / clients,
+                        "prada_fpr": pr / clients,
+                        "prada_state_bytes_max": max(r["prada_state_bytes_max"] for r in rows)}
+    return out
+
+
 def summarise(runs: list[dict], who: str) -> dict:
     alerts = [r[who]["first_alert"] for r in runs]
     hit = [a for a in alerts if a is not None]
@@ -206,10 +220,11 @@ def run(cfg: Config) -> dict:
     splits = vic.digit_splits(0)
     natural = vic.natural_patches(2000, np.random.default_rng(7))
     victims = {"mlp": vic.mlp_victim(splits), "logreg": vic.logreg_victim(splits)}
+    # Every seed recalibrates: threshold variation across calibrations is part of the result.
     profiles = {
-        k: Profile.build(splits.calibration, predict=v.run, volume_budget=cfg.volume_budget,
-                         streams=cfg.calibration_streams, stream_length=cfg.calibration_len, seed=0)
-        for k, v in victims.items()
+        (k, seed): Profile.build(splits.calibration, predict=v.run, volume_budget=cfg.volume_budget,
+                                 streams=cfg.calibration_streams, stream_length=cfg.calibration_len, seed=seed)
+        for k, v in victims.items() for seed in range(cfg.seeds)
     }
     timings: list[int] = []
     attack_results = {}
@@ -218,14 +233,15 @@ def run(cfg: Config) -> dict:
         ids = atk.SYBIL_IDS if name in atk.SYBIL_ATTACKS else 1
         kind = "logreg" if name in atk.LOGREG_ATTACKS else "mlp"
         budget = cfg.copycat_budget if name == "copycat-indist" else cfg.budget
-        runs = [run_attack(name, factory, ids, victims[kind], profiles[kind], splits, natural, s, budget,
+        runs = [run_attack(name, factory, ids, victims[kind], profiles[kind, s], splits, natural, s, budget,
                            cfg.checkpoints, timings) for s in range(cfg.seeds)]
         attack_results[name] = {"victim": kind, "client_ids": ids, "runs": runs,
                                 "edgeguard": summarise(runs, "edgeguard"), "prada": summarise(runs, "prada"),
                                 "median_final_fidelity": float(np.median([r["final_fidelity"] for r in runs]))}
     benign_timings: list[int] = []
-    benign = run_benign(cfg, victims["mlp"], profiles["mlp"], splits, 0, benign_timings)
-    guard = Guard(profiles["mlp"])
+    benign = _merge_benign([run_benign(cfg, victims["mlp"], profiles["mlp", s], splits, s, benign_timings)
+                            for s in range(cfg.seeds)])
+    guard = Guard(profiles["mlp", 0])
     prada_timings = _prada_latency(splits, victims["mlp"])
     results = {
         "config": asdict(cfg),
@@ -234,9 +250,10 @@ def run(cfg: Config) -> dict:
                         "processor": platform.processor() or platform.machine()},
         "victims": {k: {"accuracy": float((v.labels(splits.benign) == splits.benign_y).mean())}
                     for k, v in victims.items()},
-        "profile": {"bytes": len(profiles["mlp"].to_bytes()),
-                    "thresholds": dict(zip(report.SIGNALS, [None if np.isinf(t) else t
-                                                             for t in profiles["mlp"].thresholds]))},
+        "profiles": [{"seed": seed, "bytes": len(p.to_bytes()), "near_dist": p.near_dist,
+                      "novelty_slack": p.novelty_slack,
+                      "thresholds": dict(zip(report.SIGNALS, [None if np.isinf(t) else t for t in p.thresholds]))}
+                     for (kind, seed), p in profiles.items() if kind == "mlp"],
         "attacks": attack_results,
         "benign": benign,
         "latency": {"edgeguard_benign": latency(benign_timings), "edgeguard_all": latency(benign_timings + timings),
