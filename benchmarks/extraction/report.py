@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeguard.detect import SIGNALS
 
 GOALS = {
     "detection_rate": 1.0,
@@ -134,8 +133,8 @@ def plots(res: dict, out: Path) -> None:
         ax.axis("off")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
-    fig.legend(uniq.values(), [f"{k} first alert" for k in uniq], loc="lower right")
-    fig.tight_layout()
+    fig.legend(uniq.values(), [f"{k} first alert" for k in uniq], loc="upper center", ncol=2)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(out / "fidelity.png", dpi=110)
     plt.close(fig)
 

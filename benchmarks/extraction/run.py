@@ -31,6 +31,7 @@ import victims as vic  # noqa: E402
 from prada import Prada  # noqa: E402
 
 from edgeguard import Guard, Profile  # noqa: E402
+from edgeguard.detect import SIGNALS  # noqa: E402
 
 BENIGN_VARIANTS = ("clean", "noise", "resubmit", "skewed", "long")
 NOISE_SIGMA = 0.05
@@ -252,7 +253,7 @@ def run(cfg: Config) -> dict:
                     for k, v in victims.items()},
         "profiles": [{"seed": seed, "bytes": len(p.to_bytes()), "near_dist": p.near_dist,
                       "novelty_slack": p.novelty_slack,
-                      "thresholds": dict(zip(report.SIGNALS, [None if np.isinf(t) else t for t in p.thresholds]))}
+                      "thresholds": dict(zip(SIGNALS, [None if np.isinf(t) else t for t in p.thresholds]))}
                      for (kind, seed), p in profiles.items() if kind == "mlp"],
         "attacks": attack_results,
         "benign": benign,

@@ -41,7 +41,7 @@ def add_profile_parser(subparsers) -> argparse.ArgumentParser:
                    help="the model's declared input value range (default: the calibration range)")
     p.add_argument("--noise-sigma", type=float, default=0.05, help="benign sensor noise to tolerate")
     p.add_argument("--volume-budget", type=int, help="queries per client after which to alert")
-    p.add_argument("--sketch-dim", type=int, default=16, help="dimension of the input sketch")
+    p.add_argument("--sketch-dim", type=int, default=32, help="dimension of the input sketch")
     p.add_argument("--seed", type=int, default=0, help="calibration randomness")
     return p
 

@@ -129,8 +129,8 @@ class Profile:
         ``domain_margin`` of its width. Calibration streams model benign clients: clean, with
         Gaussian sensor noise ``noise_sigma``, resubmitting ``resubmit_rate`` of queries, and
         focused on one region of the data; each ``stream_length`` queries long, drawing new
-        inputs (the held-out half, reshuffled each pass) rather than re-capturing recent ones. ``volume_budget``
-        (queries per client) arms the volume signal; None leaves it off.
+        inputs (the held-out half, reshuffled each pass) rather than re-capturing recent ones.
+        ``volume_budget`` (queries per client) arms the volume signal; None leaves it off.
 
         Raises:
             ProfileError: bad arguments, too few or non-finite inputs, or predict output of the
@@ -168,7 +168,8 @@ class Profile:
         z = (fit - mean) @ components.T
         center = np.median(z, axis=0)
         scale = np.maximum(1.4826 * np.median(np.abs(z - center), axis=0), 1e-6)
-        mahal_ref, resid_ref = (max(float(np.median(v)), 1e-6) for v in _novelty_parts(fit, mean, components, center, scale))
+        parts = _novelty_parts(fit, mean, components, center, scale)
+        mahal_ref, resid_ref = (max(float(np.median(v)), 1e-6) for v in parts)
         # The CUSUM slack is set on held-out inputs carrying the tolerated sensor noise: in-sample,
         # noise-free novelty would understate what benign clients send.
         noisy = held + noise_rng.normal(0, noise_sigma, held.shape)
@@ -399,7 +400,8 @@ def _thresholds(stats, target_fpr, volume_budget, has_outputs, novelty_floor, co
     """Per-signal thresholds so that at most target_fpr of benign streams ever cross any of them.
 
     No threshold is below its floor: the novelty CUSUM needs at least two maximally novel queries,
-    the counts at least two events, so a single odd benign query never alerts. Coverage is armed
+    the chain count four near-copies and the other counts two events, so a single odd benign
+    query never alerts. Coverage is armed
     only when the calibration pool has at least a stream's worth of distinct inputs: with fewer, the
     replayed streams cannot reach the coverage of a real client sending new inputs.
     """
