@@ -190,3 +190,11 @@ def test_batch_alert_names_the_query_that_crossed(world, profile):
     xs[3:] *= 10.0  # the 5th query is the second out-of-range one
     d = guard.observe("batcher", xs, [world.predict(xs)])
     assert d.alert is events[0] and d.alert.query_index == 5 and d.queries == 6
+
+
+def test_default_sizes_fit_the_state_budget(world):
+    guard = Guard(build_profile(world, sketch_dim=DIM))  # defaults: window 32, history 96
+    before = guard.state_bytes_per_client
+    feed(guard, world, "c", world.benign(300, np.random.default_rng(14)))
+    assert guard.state_bytes_per_client == before <= 16 * 1024
+    assert before >= 96 * DIM * 4  # the history of sketches is really held per client
