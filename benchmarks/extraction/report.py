@@ -61,9 +61,8 @@ def markdown(res: dict) -> str:
         f"{cfg['budget']} queries per attack, {cfg['benign_clients']} benign clients per variant and seed, "
         "each seed with its own calibration)",
         "",
-        "Victims: digits MLP accuracy {:.3f}, logistic regression {:.3f} (served through onnxruntime "
-        "{}).".format(res["victims"]["mlp"]["accuracy"], res["victims"]["logreg"]["accuracy"],
-                      res["environment"]["onnxruntime"]),
+        "Victims: " + ", ".join(f"digits {k} accuracy {v['accuracy']:.3f}" for k, v in res["victims"].items())
+        + f" (served through onnxruntime {res['environment']['onnxruntime']}).",
         "",
         "| attack | edgeguard detected | edgeguard median queries to alert | edgeguard fidelity at alert "
         "(median) | signals | PRADA detected | PRADA median queries to alert | PRADA fidelity at alert "

@@ -220,7 +220,9 @@ def run(cfg: Config) -> dict:
     started = time.time()
     splits = vic.digit_splits(0)
     natural = vic.natural_patches(2000, np.random.default_rng(7))
-    victims = {"mlp": vic.mlp_victim(splits), "logreg": vic.logreg_victim(splits)}
+    victims = {"mlp": vic.mlp_victim(splits)}
+    if atk.LOGREG_ATTACKS & set(cfg.attacks):
+        victims["logreg"] = vic.logreg_victim(splits)
     # Every seed recalibrates: threshold variation across calibrations is part of the result.
     profiles = {
         (k, seed): Profile.build(splits.calibration, predict=v.run, volume_budget=cfg.volume_budget,
