@@ -54,9 +54,9 @@ struct Model {
 };
 
 struct Limits {
-  uint32_t window = 32;
-  uint32_t reservoir = 128;
-  uint32_t max_clients = 1024;
+  uint32_t window = 32;       // recent queries the windowed counts look at
+  uint32_t reservoir = 96;    // recent distinct queries kept (as sketches) for chain detection
+  uint32_t max_clients = 1024;  // clients tracked; the least recently seen is evicted beyond this
 };
 
 // Why a Model or Limits was refused; empty when valid.

@@ -23,9 +23,11 @@ _VOLUME = SIGNALS.index("volume")  # the volume statistic is the client's query 
 class Guard:
     """Per-client extraction detection for one model, in bounded memory.
 
-    ``max_clients`` bounds how many clients are tracked; the least recently seen is forgotten
-    first, so memory stays fixed however many client ids appear. ``on_alert`` is called with an
-    :class:`AlertEvent` the first time a client's risk reaches 1. Thread-safe.
+    ``max_clients`` bounds how many clients are tracked (each holds
+    :attr:`state_bytes_per_client`); the least recently seen is forgotten first, so memory stays
+    fixed however many client ids appear. ``on_alert`` is called with an :class:`AlertEvent` the
+    first time a client's risk reaches 1. ``seed`` fixes the noise a noisy degrade policy adds.
+    Thread-safe.
 
     Raises:
         DetectorError: profile is not a :class:`Profile`, policy not a :class:`Policy`, or

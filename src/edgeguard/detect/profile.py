@@ -79,7 +79,7 @@ class Profile:
     low_margin: float
     thresholds: tuple[float, ...]
     window: int = 32
-    reservoir: int = 128
+    reservoir: int = 96
     input_name: str | None = None
     output_index: int = 0
     calibration: dict = field(default_factory=dict)
