@@ -1,6 +1,7 @@
 #include "detector.h"
 
 #include <algorithm>
+#include <bitset>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -314,7 +315,7 @@ std::string Detector::restore(const std::string& blob) {
     for (uint64_t& c : s.cells_) ok = ok && r.u64(&c);
     if (!ok) return "truncated detector state";
     uint32_t coverage = 0;
-    for (uint64_t c : s.cells_) coverage += static_cast<uint32_t>(__builtin_popcountll(c));
+    for (uint64_t c : s.cells_) coverage += static_cast<uint32_t>(std::bitset<64>(c).count());
     s.coverage_ = coverage;
     bool sane = s.head_ < window && s.filled_ <= reservoir && s.next_ < reservoir &&
                 s.first_alert_query_ <= s.queries_ && std::isfinite(s.peak_risk_) && s.peak_risk_ >= 0 &&

@@ -3,6 +3,8 @@ import threading
 import numpy as np
 import onnxruntime as ort
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from _detect_world import DIM, World, build_profile
 from edgeguard import Action, Guard, Policy
@@ -198,3 +200,23 @@ def test_default_sizes_fit_the_state_budget(world):
     feed(guard, world, "c", world.benign(300, np.random.default_rng(14)))
     assert guard.state_bytes_per_client == before <= 16 * 1024
     assert before >= 96 * DIM * 4  # the history of sketches is really held per client
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_corrupted_snapshots_are_refused_or_harmless(world, profile, data):
+    guard = Guard(profile, max_clients=4)
+    xs = world.benign(40, np.random.default_rng(15))
+    for i, x in enumerate(xs):
+        guard.observe(f"c{i % 3}", x[None])
+    blob = bytearray(guard.save_state())
+    i = data.draw(st.integers(0, len(blob) - 1))
+    blob[i] ^= data.draw(st.integers(1, 255))
+    target = Guard(profile, max_clients=4)
+    try:
+        target.restore_state(bytes(blob))
+    except DetectorError:
+        assert target.clients == 0
+        return
+    d = target.observe("c0", xs[0][None])  # whatever was accepted is safe to keep using
+    assert np.isfinite(d.risk) and target.clients <= 4
