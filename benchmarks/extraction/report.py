@@ -65,16 +65,17 @@ def markdown(res: dict) -> str:
         + f" (served through onnxruntime {res['environment']['onnxruntime']}).",
         "",
         "| attack | edgeguard detected | edgeguard median queries to alert | edgeguard fidelity at alert "
-        "(median) | signals | PRADA detected | PRADA median queries to alert | PRADA fidelity at alert "
-        "| final fidelity (undefended) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(median) | of which from natural digits alone | signals | PRADA detected | PRADA median queries "
+        "to alert | PRADA fidelity at alert | final fidelity (undefended) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, a in res["attacks"].items():
         e, p = a["edgeguard"], a["prada"]
         signals = sorted({s for r in a["runs"] for s in r["edgeguard"]["signals"]})
         lines.append(
             f"| {name} | {_fmt(e['detection_rate'])} | {_fmt(e['median_queries_to_alert'], 0)} | "
-            f"{_fmt(e['median_fidelity_at_alert'])} | {', '.join(signals) or '–'} | {_fmt(p['detection_rate'])} | "
+            f"{_fmt(e['median_fidelity_at_alert'])} | {_fmt(e['median_natural_fidelity_at_alert'])} | "
+            f"{', '.join(signals) or '–'} | {_fmt(p['detection_rate'])} | "
             f"{_fmt(p['median_queries_to_alert'], 0)} | {_fmt(p['median_fidelity_at_alert'])} | "
             f"{_fmt(a['median_final_fidelity'])} |")
     lines += ["", "| benign variant | clients | queries each | edgeguard FPR | PRADA FPR |", "|---|---|---|---|---|"]

@@ -129,9 +129,19 @@ def run_attack(name, factory, ids, victim, profile, splits, natural, seed, budge
     def fid(n):
         return None if n is None else at.get(n, thief.fidelity(xs[:n], ps[:n]))
 
+    # What the thief's ordinary digits alone teach it: no detector can take that back.
+    pool = {row.tobytes() for row in splits.attacker}
+    natural = np.array([x.tobytes() in pool for x in xs])
+
+    def natural_fid(n):
+        if n is None or not natural[:n].any():
+            return None
+        return thief.fidelity(xs[:n][natural[:n]], ps[:n][natural[:n]])
+
     return {
         "seed": seed, "queries": budget, "final_fidelity": curve[-1][1], "curve": curve,
-        "edgeguard": {"first_alert": eg_at, "fidelity_at_alert": fid(eg_at), "signals": reasons},
+        "edgeguard": {"first_alert": eg_at, "fidelity_at_alert": fid(eg_at),
+                      "natural_fidelity_at_alert": natural_fid(eg_at), "signals": reasons},
         "prada": {"first_alert": prada_at, "fidelity_at_alert": fid(prada_at)},
     }
 
@@ -200,7 +210,10 @@ def summarise(runs: list[dict], who: str) -> dict:
     alerts = [r[who]["first_alert"] for r in runs]
     hit = [a for a in alerts if a is not None]
     fids = [r[who]["fidelity_at_alert"] for r in runs if r[who]["first_alert"] is not None]
+    natural = [r[who]["natural_fidelity_at_alert"] for r in runs
+               if r[who].get("natural_fidelity_at_alert") is not None]
     return {
+        "median_natural_fidelity_at_alert": float(np.median(natural)) if natural else None,
         "detection_rate": len(hit) / len(runs),
         "median_queries_to_alert": float(np.median(hit)) if hit else None,
         "max_queries_to_alert": max(hit) if hit else None,
