@@ -163,7 +163,8 @@ def _b64_variants(value: str) -> list[tuple[str, str]]:
     return [
         ("missing padding", std.rstrip("=")),
         ("extra padding", std + "=="),
-        ("urlsafe alphabet", base64.urlsafe_b64encode(raw).decode() if base64.urlsafe_b64encode(raw) != std.encode() else std.replace("A", "-", 1)),
+        # a random value may hold no "+" or "/": then force a URL-safe-only character in
+        ("urlsafe alphabet", base64.urlsafe_b64encode(raw).decode() if base64.urlsafe_b64encode(raw) != std.encode() else "-" + std[1:]),
         ("nonzero trailing bits", nonzero_bits),
         ("embedded newline", std[:20] + "\n" + std[20:]),
         ("embedded space", std[:20] + " " + std[20:]),
