@@ -6,6 +6,7 @@ import pytest
 
 from _detect_world import World
 from edgeguard import Profile
+from edgeguard.cli import EXIT_ERROR, main
 from edgeguard.detect.cli import add_profile_parser, add_seal_arguments, profile_section, run_detector_demo, run_profile
 from edgeguard.errors import ProfileError
 
@@ -49,14 +50,16 @@ def test_profile_command_reports_unreadable_input(tmp_path, capsys, content, mes
     src = tmp_path / "in.npy"
     if content is not None:
         src.write_bytes(content)
-    assert run_profile(parse(["profile", str(src), "-o", str(tmp_path / "p")])) == 1
-    assert message in capsys.readouterr().err
+    assert main(["profile", str(src), "-o", str(tmp_path / "p")]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("edgeguard: error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "p").exists()
 
 
 def test_profile_command_reports_unusable_data(tmp_path, capsys):
     src = tmp_path / "few.npy"
     np.save(src, np.zeros((5, 8), np.float32))
-    assert run_profile(parse(["profile", str(src), "-o", str(tmp_path / "p")])) == 1
+    assert main(["profile", str(src), "-o", str(tmp_path / "p")]) == EXIT_ERROR
     assert "at least 64" in capsys.readouterr().err
 
 

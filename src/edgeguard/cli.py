@@ -237,12 +237,14 @@ def cmd_seal(args: argparse.Namespace) -> int:
         raise CliError(f"{model} is not a file")
     signer = SigningKey.load(args.sign)
     recipients = _recipients(args)
+    from .detect.cli import profile_section
+
     progress = Progress("sealing", model.stat().st_size)
     try:
         result = seal_model(
             model, args.output, signer=signer, recipients=recipients, name=args.name, version=args.model_version,
             not_before=args.not_before, not_after=args.not_after, labels=dict(args.label), kind=args.kind,
-            cipher=args.cipher, chunk_size=args.chunk_size, threads=args.threads, overwrite=args.force,
+            detector_profile=profile_section(args), cipher=args.cipher, chunk_size=args.chunk_size, threads=args.threads, overwrite=args.force,
             progress=progress.callback(),
         )  # fmt: skip
     except ModuleNotFoundError as exc:
@@ -305,6 +307,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .detect.cli import run_profile
+
+    return run_profile(args)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -319,6 +327,8 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .detect.cli import add_profile_parser, add_seal_arguments
+
     parser = _ArgumentParser(
         prog="edgeguard",
         description="Seal ML models for edge devices, verify them, and run them from locked memory.",
@@ -356,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=parse_threads, default=0, help="worker threads (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--json", action="store_true")
+    add_seal_arguments(p)
 
     p = add("verify", "check the publisher signature and every chunk (no decryption key needed)", cmd_verify)
     p.add_argument("sealed")
@@ -376,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=parse_threads, default=0)
     p.add_argument("--json", action="store_true")
 
-    add("demo", "keygen, seal, verify and inspect the bundled demo model in a temporary folder", cmd_demo)
+    add("demo", "the whole flow: keygen, seal, verify, load on a device, and the extraction detector", cmd_demo)
+    add_profile_parser(sub).set_defaults(func=cmd_profile)
     return parser
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from .cli import describe, describe_text
+from .detect.cli import run_detector_demo
 from .keys import SigningKey, TrustStore, generate_private_key, load_recipient, write_private_key, write_public_key
 from .seal import seal_model
 from .unseal import inspect_file, verify_file
@@ -43,3 +44,6 @@ def run_demo(say: Callable[[str], None]) -> None:
         say("4. inspect  (public header, no key needed)")
         for line in describe_text(describe(inspect_file(sealed))).splitlines():
             say("             " + line)
+
+    say("\n5. detect   a benign client and an extraction attacker against the same model")
+    run_detector_demo(say)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import EdgeguardError, ProfileError
+from ..errors import ProfileError
 from .events import SIGNALS, Action
 from .guard import Guard
 from .policy import Policy
@@ -47,27 +46,26 @@ def add_profile_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    """Runs ``edgeguard profile``; returns the exit status (0 ok, 1 failed), reporting on stderr."""
+    """Runs ``edgeguard profile`` and returns 0.
+
+    Raises:
+        ProfileError: unreadable or non-numeric inputs, an unusable model, or too few inputs.
+        OSError: the profile cannot be written.
+    """
     try:
         benign = np.load(args.benign, allow_pickle=False)
     except (OSError, ValueError) as e:
-        print(f"edgeguard profile: cannot read {args.benign}: {e}", file=sys.stderr)
-        return 1
+        raise ProfileError(f"cannot read {args.benign}: {e}") from None
     if not np.issubdtype(benign.dtype, np.number):
-        print(f"edgeguard profile: {args.benign} does not hold numbers", file=sys.stderr)
-        return 1
-    try:
-        predict, input_name = (None, None) if args.model is None else _onnx_predict(args.model, args.output_index)
-        profile = Profile.build(
-            benign.astype(np.float32, copy=False), predict=predict, target_fpr=args.target_fpr,
-            sketch_dim=args.sketch_dim, domain=tuple(args.domain) if args.domain else None,
-            noise_sigma=args.noise_sigma, volume_budget=args.volume_budget, input_name=input_name,
-            output_index=args.output_index, seed=args.seed,
-        )
-        profile.save(args.output)
-    except (EdgeguardError, OSError) as e:
-        print(f"edgeguard profile: {e}", file=sys.stderr)
-        return 1
+        raise ProfileError(f"{args.benign} does not hold numbers")
+    predict, input_name = (None, None) if args.model is None else _onnx_predict(args.model, args.output_index)
+    profile = Profile.build(
+        benign.astype(np.float32, copy=False), predict=predict, target_fpr=args.target_fpr,
+        sketch_dim=args.sketch_dim, domain=tuple(args.domain) if args.domain else None,
+        noise_sigma=args.noise_sigma, volume_budget=args.volume_budget, input_name=input_name,
+        output_index=args.output_index, seed=args.seed,
+    )
+    profile.save(args.output)
     armed = [n for n, t in zip(SIGNALS, profile.thresholds) if t != float("inf")]
     print(f"wrote {args.output}: {len(profile.to_bytes())} bytes, {profile.dim} features, "
           f"signals armed: {', '.join(armed)}")
