@@ -12,6 +12,8 @@
 namespace py = pybind11;
 using namespace edgeguard;
 
+void init_secure_buffer(py::module_& m);
+
 namespace {
 
 const uint8_t* exact_bytes(const py::bytes& b, size_t len, const char* what) {
@@ -84,6 +86,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("TAG_LEN") = kTagLen;
   m.attr("NONCE_PREFIX_LEN") = kNoncePrefixLen;
   m.attr("MAX_CHUNK_SIZE") = kMaxChunkSize;
+  init_secure_buffer(m);
 
   m.def("openssl_version", [] { return std::string(OpenSSL_version(OPENSSL_VERSION)); });
   m.def("hardware_threads", [] { return std::max(1u, std::thread::hardware_concurrency()); });
