@@ -67,6 +67,9 @@ void SecureRegion::wipe() {
   OPENSSL_cleanse(data_, data_span_);
   if (locked_) munlock(data_, data_span_);
   locked_ = false;
+  // Give the (now zero) pages back: a wiped buffer kept mapped for late readers costs no RAM,
+  // and reading it yields fresh zero pages.
+  madvise(data_, data_span_, MADV_DONTNEED);
   wiped_ = true;
 }
 

@@ -25,8 +25,9 @@ class SecureRegion {
   // "wipeonfork" (children see zeros), "dontfork" (children see no mapping) or "none".
   const char* fork_protection() const { return fork_protection_; }
 
-  // Zeroes every byte and unlocks; the pages stay mapped (readable zeros) until destruction, so a
-  // reader that still holds a pointer can never fault. Idempotent.
+  // Zeroes every byte, unlocks and releases the pages to the kernel; the range stays mapped
+  // (reads give zeros) until destruction, so a reader that still holds a pointer can never fault.
+  // Idempotent.
   void wipe();
   // Write-protects the data pages (true) or makes them writable again (false). Throws on failure.
   void set_readonly(bool readonly);
