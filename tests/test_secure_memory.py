@@ -109,8 +109,8 @@ def test_readonly_refuses_writes_and_needs_no_outstanding_views() -> None:
     assert not np.frombuffer(buf, dtype=np.uint8).flags.writeable
     with pytest.raises(TypeError, match="read-only"):
         memoryview(buf).cast("B")[0] = 1
-    with pytest.raises(BufferError, match="read-only"):
-        io.BytesIO(b"x").readinto(buf)  # asks for a writable export
+    with pytest.raises(TypeError, match="read-write"):
+        io.BytesIO(b"x").readinto(buf)  # asks for a writable export, which is refused
     buf.close()  # wiping a read-only buffer makes it writable first
 
 
