@@ -182,18 +182,19 @@ class Pkcs11Identity(NoPickle):
             raise TokenError("PKCS#11 support needs the python-pkcs11 package") from None
         try:
             lib = pkcs11.lib(self._module_path)
+        except pkcs11.exceptions.PKCS11Error:
+            raise TokenError(f"cannot load the PKCS#11 module {self._module_path!r}") from None
+        try:
             token = lib.get_token(token_label=self._token_label, token_serial=self._token_serial)
             with token.open(user_pin=self._pin) as session:
                 return fn(session)
-        except pkcs11.exceptions.PKCS11Error as exc:
+        except pkcs11.exceptions.PKCS11Error as exc:  # the class name (PinIncorrect, NoSuchToken, ...) says it all
             raise TokenError(f"PKCS#11 token error: {type(exc).__name__}") from None
-        except RuntimeError as exc:  # python-pkcs11 raises RuntimeError when the module cannot be loaded
-            raise TokenError(f"cannot load the PKCS#11 module: {exc}") from None
 
     def _find_one(self, session: Any, object_class: Any) -> Any:
         found = list(session.get_objects(self._attrs(object_class)))
         if len(found) != 1:
-            raise TokenError(f"the token holds {len(found)} matching {object_class.name.lower()} keys, expected one")
+            raise TokenError(f"the token holds {len(found)} matching {object_class.name.lower().replace('_', ' ')}s, expected one")
         return found[0]
 
     def _read_public_point(self, session: Any) -> bytes:
