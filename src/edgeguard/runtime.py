@@ -26,7 +26,14 @@ import weakref
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-import onnxruntime as ort
+
+# onnxruntime (1.32, Linux) opens a telemetry store under ~/.cache/Microsoft/DeveloperTools when it is
+# imported and logs session events to it; a device runtime must write nothing. The variable only
+# works if onnxruntime is not imported yet; disable_telemetry_events() stops the events otherwise.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+import onnxruntime as ort  # noqa: E402
+
+ort.disable_telemetry_events()
 
 from .errors import FormatError
 from .format import ModelInfo
