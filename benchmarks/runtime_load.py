@@ -9,7 +9,8 @@ process per run, side by side:
   fast         edgeguard.InferenceSession(sealed, hygiene="fast")
 
 load time (median of --repeats), peak RSS above the process's baseline (VmHWM), first-inference
-and steady (median) latency at batch 1 and 32. Writes runtime_load.json and runtime_load.md
+and steady (median) latency at batch 1 and 32, the latter with all four sessions in one process
+run in interleaved rounds so that a busy shared machine slows every mode alike. Writes runtime_load.json and runtime_load.md
 into --out (default results/runtime/). `--quick` uses small models for a smoke test.
 
     python benchmarks/runtime_load.py               # 10, 100, 500 MB
@@ -33,36 +34,54 @@ from typing import Any
 MODES = ("plain_path", "plain_bytes", "strict", "fast")
 BATCHES = (1, 32)
 
-_CHILD = r"""
+_CHILD_PRELUDE = r"""
 import json, re, sys, time
 import numpy as np
+import edgeguard  # imported by every mode so that import costs never count as load time
+import onnxruntime as ort
 
 def rss(field):
     return int(re.search(field + r":\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 
-mode, model, sealed, identity, trust, width, steady = sys.argv[1:8]
-width, steady = int(width), int(steady)
-import edgeguard  # imported by every mode so that import costs never count as load time
-import onnxruntime as ort
+def load(mode, model, sealed, identity, trust):
+    if mode == "plain_path":
+        return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    if mode == "plain_bytes":
+        with open(model, "rb") as f:
+            return ort.InferenceSession(f.read(), providers=["CPUExecutionProvider"])
+    return edgeguard.InferenceSession(sealed, identity=identity, trust=trust, hygiene=mode, providers=["CPUExecutionProvider"])
+
+model, sealed, identity, trust, width = sys.argv[1:6]
+feeds = {b: {"x": np.random.default_rng(b).standard_normal((b, int(width)), dtype=np.float32)} for b in (1, 32)}
+"""
+
+# One fresh process per load: load time, peak RSS above the baseline, first inferences.
+_LOAD_CHILD = _CHILD_PRELUDE + r"""
+mode = sys.argv[6]
 base = rss("VmRSS")
 t0 = time.perf_counter()
-if mode == "plain_path":
-    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-elif mode == "plain_bytes":
-    with open(model, "rb") as f:
-        sess = ort.InferenceSession(f.read(), providers=["CPUExecutionProvider"])
-else:
-    sess = edgeguard.InferenceSession(sealed, identity=identity, trust=trust, hygiene=mode, providers=["CPUExecutionProvider"])
-load = time.perf_counter() - t0
-out = {"load_s": load, "peak_rss_above_baseline": rss("VmHWM") - base}
-rng = np.random.default_rng(0)
-for batch in (1, 32):
-    x = rng.standard_normal((batch, width), dtype=np.float32)
-    t0 = time.perf_counter(); sess.run(None, {"x": x}); out[f"first_b{batch}_s"] = time.perf_counter() - t0
-    times = []
-    for _ in range(steady):
-        t0 = time.perf_counter(); sess.run(None, {"x": x}); times.append(time.perf_counter() - t0)
-    out[f"steady_b{batch}_s"] = sorted(times)[len(times) // 2]
+sess = load(mode, model, sealed, identity, trust)
+out = {"load_s": time.perf_counter() - t0, "peak_rss_above_baseline": rss("VmHWM") - base}
+for b in (1, 32):
+    t0 = time.perf_counter(); sess.run(None, feeds[b]); out[f"first_b{b}_s"] = time.perf_counter() - t0
+print(json.dumps(out))
+"""
+
+# Steady latency: every mode loaded in one process and run in interleaved rounds, so that load
+# from other processes on a shared machine hits all modes alike.
+_STEADY_CHILD = _CHILD_PRELUDE + r"""
+modes, rounds = sys.argv[6].split(","), int(sys.argv[7])
+sessions = {m: load(m, model, sealed, identity, trust) for m in modes}
+out = {}
+for b in (1, 32):
+    times = {m: [] for m in modes}
+    for m in modes:
+        sessions[m].run(None, feeds[b])  # warm-up
+    for r in range(rounds):
+        for m in (modes if r % 2 == 0 else modes[::-1]):
+            t0 = time.perf_counter(); sessions[m].run(None, feeds[b]); times[m].append(time.perf_counter() - t0)
+    for m in modes:
+        out.setdefault(m, {})[f"steady_b{b}_s"] = sorted(times[m])[len(times[m]) // 2]
 print(json.dumps(out))
 """
 
@@ -117,8 +136,8 @@ def seal_fixture(model: Path, tmp: Path) -> tuple[Path, Path, Path]:
     return sealed, identity, trust
 
 
-def run_child(mode: str, model: Path, sealed: Path, identity: Path, trust: Path, width: int, steady: int) -> dict[str, float]:
-    args = [sys.executable, "-c", _CHILD, mode, str(model), str(sealed), str(identity), str(trust), str(width), str(steady)]
+def run_child(code: str, model: Path, sealed: Path, identity: Path, trust: Path, width: int, *extra: str) -> Any:
+    args = [sys.executable, "-c", code, str(model), str(sealed), str(identity), str(trust), str(width), *extra]
     result = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -135,13 +154,15 @@ def bench_size(size_mb: float, tmp: Path, repeats: int, steady: int) -> dict[str
     for r in range(repeats):
         order = MODES if r % 2 == 0 else tuple(reversed(MODES))  # alternate order: no mode always goes first
         for mode in order:
-            runs[mode].append(run_child(mode, model, sealed, identity, trust, width, steady))
+            runs[mode].append(run_child(_LOAD_CHILD, model, sealed, identity, trust, width, mode))
     results = {mode: median_runs(rs) for mode, rs in runs.items()}
+    for mode, latencies in run_child(_STEADY_CHILD, model, sealed, identity, trust, width, ",".join(MODES), str(steady)).items():
+        results[mode].update(latencies)
     model_bytes = model.stat().st_size
     # What any onnxruntime session costs here regardless of weights (thread pool, arena, code pages).
     tiny = tmp / "tiny.onnx"
     make_model(tiny, 0.02)
-    overhead = run_child("plain_path", tiny, sealed, identity, trust, 64, 1)["peak_rss_above_baseline"]
+    overhead = run_child(_LOAD_CHILD, tiny, sealed, identity, trust, 64, "plain_path")["peak_rss_above_baseline"]
     plain, strict, fast = results["plain_path"], results["strict"], results["fast"]
     ratios = {
         "strict_load_over_plain": strict["load_s"] / plain["load_s"],
@@ -170,7 +191,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Runtime load benchmark ({report['machine']}, onnxruntime {report['onnxruntime']})",
         "",
-        f"{report['repeats']} run(s) per mode, medians; steady latency = median of {report['steady']} runs.",
+        f"{report['repeats']} fresh-process load(s) per mode, medians; steady latency = median of {report['steady']} interleaved rounds in one process.",
         "",
         "| model | mode | load s | peak RSS above baseline MB | first b1 ms | steady b1 ms | first b32 ms | steady b32 ms |",
         "|---|---|---|---|---|---|---|---|",
@@ -202,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/runtime"))
     parser.add_argument("--sizes", type=float, nargs="+", default=[10, 100, 500], help="model sizes in MB")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steady", type=int, default=20, help="inference runs for the steady latency")
+    parser.add_argument("--steady", type=int, default=30, help="interleaved inference rounds for the steady latency")
     parser.add_argument("--quick", action="store_true", help="small models, one run each (smoke test)")
     args = parser.parse_args(argv)
     if args.quick:

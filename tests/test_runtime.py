@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -104,6 +105,25 @@ def test_strict_peak_rss_is_about_one_model_size(tmp_path: Path) -> None:
     assert growth["strict"] <= 1.1 * size + (16 << 20), growth
     # The measurement can tell a copy apart: fast mode holds the decrypted buffer and onnxruntime's copy at once.
     assert growth["fast"] >= 1.6 * size, growth
+
+
+def test_session_keeps_the_weights_mapped_while_onnxruntime_lives(env: dict[str, Any]) -> None:
+    keys: Keys = env["keys"]
+    sess = edgeguard.InferenceSession(env["sealed"], identity=keys.identity_path, trust=keys.trust)
+    raw = sess._ort
+    del sess  # the wrapper is gone, but onnxruntime still points into the buffer
+    gc.collect()
+    np.testing.assert_array_equal(raw.run(None, {"x": X})[0], _plain(env["model"], strict_like=True))
+
+
+def test_detector_profile_and_metadata_are_exposed(env: dict[str, Any], tmp_path: Path) -> None:
+    keys: Keys = env["keys"]
+    sealed = seal(env["model"], tmp_path / "p.sealed", keys, detector_profile=b"profile-bytes", labels={"task": "demo"}, version=3)
+    with edgeguard.InferenceSession(sealed, identity=keys.identity_path, trust=keys.trust, hygiene="fast") as sess:
+        assert sess.detector_profile == b"profile-bytes"
+        assert sess.metadata.version == 3 and dict(sess.metadata.labels) == {"task": "demo"}
+    with edgeguard.InferenceSession(env["sealed"], identity=keys.identity_path, trust=keys.trust) as sess:
+        assert sess.detector_profile is None
 
 
 class RecordingGuard:
