@@ -16,6 +16,7 @@ namespace edgeguard {
 namespace {
 
 constexpr char kRootLabel[] = "edgeguard/v1 chunks";  // hashed with its terminating NUL
+constexpr uint64_t kSlice = 32 * 1024;  // hash/cipher interleaving step: fits in L1/L2
 
 struct CipherCtxFree {
   void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
@@ -72,7 +73,10 @@ class Worker {
   bool ok() const { return ok_; }
 
   // in: plaintext (seal) or stored ciphertext without tag (open); tag: read or written.
-  bool crypt(uint64_t index, bool last, const uint8_t* in, uint64_t len, uint8_t* out, uint8_t* tag) {
+  // The stored bytes (ciphertext || tag) are hashed into `digest` in the same pass, slice by
+  // slice, so each slice is hashed while it is still in L1/L2 cache.
+  bool crypt(uint64_t index, bool last, const uint8_t* in, uint64_t len, uint8_t* out, uint8_t* tag,
+             uint8_t digest[kDigestLen]) {
     uint8_t nonce[kNonceLen];
     std::memcpy(nonce, p_.nonce_prefix, kNoncePrefixLen);
     put_be32(nonce + kNoncePrefixLen, static_cast<uint32_t>(index));
@@ -82,23 +86,27 @@ class Worker {
     put_be64(aad + kDigestLen, index);
 
     EVP_CIPHER_CTX* c = ctx_.get();
+    EVP_MD_CTX* h = md_ctx_.get();
     int n = 0;
     if (EVP_CipherInit_ex2(c, nullptr, nullptr, nonce, encrypt_ ? 1 : 0, nullptr) != 1) return false;
+    if (EVP_DigestInit_ex2(h, md_, nullptr) != 1) return false;
     if (EVP_CipherUpdate(c, nullptr, &n, aad, sizeof aad) != 1) return false;
-    if (len > 0 && EVP_CipherUpdate(c, out, &n, in, static_cast<int>(len)) != 1) return false;
+    for (uint64_t off = 0; off < len; off += kSlice) {
+      const int step = static_cast<int>(std::min<uint64_t>(kSlice, len - off));
+      const uint8_t* stored = encrypt_ ? out + off : in + off;
+      if (!encrypt_ && EVP_DigestUpdate(h, stored, step) != 1) return false;
+      if (EVP_CipherUpdate(c, out + off, &n, in + off, step) != 1) return false;
+      if (encrypt_ && EVP_DigestUpdate(h, stored, step) != 1) return false;
+    }
     if (encrypt_) {
       if (EVP_CipherFinal_ex(c, out + len, &n) != 1) return false;
-      return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, kTagLen, tag) == 1;
+      if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, kTagLen, tag) != 1) return false;
+    } else {
+      if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, kTagLen, tag) != 1) return false;
+      if (EVP_CipherFinal_ex(c, out + len, &n) != 1) return false;
     }
-    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, kTagLen, tag) != 1) return false;
-    return EVP_CipherFinal_ex(c, out + len, &n) == 1;
-  }
-
-  bool digest(const uint8_t* data, uint64_t len, uint8_t out[kDigestLen]) {
-    unsigned int n = 0;
-    return EVP_DigestInit_ex2(md_ctx_.get(), md_, nullptr) == 1 &&
-           EVP_DigestUpdate(md_ctx_.get(), data, len) == 1 &&
-           EVP_DigestFinal_ex(md_ctx_.get(), out, &n) == 1;
+    unsigned int dn = 0;
+    return EVP_DigestUpdate(h, tag, kTagLen) == 1 && EVP_DigestFinal_ex(h, digest, &dn) == 1;
   }
 
  private:
@@ -203,9 +211,8 @@ bool seal_chunks(const ChunkParams& p, const uint8_t* plaintext, uint8_t* dst, u
         if (!w.ok()) return false;
         Span s = chunk_span(i, p.chunk_size, p.plaintext_len, count);
         uint8_t* out = dst + s.ct_off;
-        // Hash the stored chunk right after writing it, while it is still in cache.
-        return w.crypt(i, s.last, plaintext + s.pt_off, s.pt_len, out, out + s.pt_len) &&
-               w.digest(out, s.pt_len + kTagLen, &digests[i * kDigestLen]);
+        return w.crypt(i, s.last, plaintext + s.pt_off, s.pt_len, out, out + s.pt_len,
+                       &digests[i * kDigestLen]);
       },
       p.progress);
   ok = ok && chunk_root(md.get(), count, digests, root);
@@ -243,8 +250,8 @@ bool open_chunks(const ChunkParams& p, const ChunkSource& src, uint8_t* dst,
                   }
                   uint8_t tag[kTagLen];
                   std::memcpy(tag, chunk + s.pt_len, kTagLen);
-                  return st.w.digest(chunk, stored, &digests[i * kDigestLen]) &&
-                         st.w.crypt(i, s.last, chunk, s.pt_len, dst + s.pt_off, tag);
+                  return st.w.crypt(i, s.last, chunk, s.pt_len, dst + s.pt_off, tag,
+                                    &digests[i * kDigestLen]);
                 },
                 p.progress);
   uint8_t root[kDigestLen];

@@ -282,6 +282,9 @@ def test_runtime_demo_prints_predictions_next_to_onnxruntime(env: dict[str, Any]
     assert diff < 1e-4
     assert len([line for line in lines if "sample" in line]) == 4
     assert all("edgeguard class" in line and "onnxruntime class" in line for line in lines if "sample" in line)
+    lines.clear()
+    run_runtime_demo(env["sealed"], keys.identity_path, keys.trust_path, env["model"], lines.append, inputs={"x": X})
+    assert len([line for line in lines if "sample" in line]) == len(X)
 
 
 def test_optimize_onnx_output_seals_and_loads_strict(env: dict[str, Any], tmp_path: Path) -> None:

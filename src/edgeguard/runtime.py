@@ -487,16 +487,19 @@ def run_runtime_demo(
     trust_path: str | os.PathLike[str],
     model_path: str | os.PathLike[str],
     print_fn: Any = print,
+    inputs: Mapping[str, np.ndarray] | None = None,
     samples: int = 4,
 ) -> float:
-    """Loads the sealed model in strict mode, runs sample inputs, and prints each prediction next
-    to plain onnxruntime's on the original model. Returns the largest absolute difference.
+    """Loads the sealed model in strict mode, runs `inputs` (or `samples` synthetic rows), and
+    prints each prediction next to plain onnxruntime's on the original model. Returns the largest
+    absolute difference.
 
     Raises:
         everything :class:`InferenceSession` raises; ValueError for inputs it cannot synthesise.
     """
     with InferenceSession(sealed_path, identity=identity_path, trust=trust_path, hygiene="strict") as session:
-        feeds = sample_inputs(session.get_inputs(), samples)
+        feeds = dict(inputs) if inputs is not None else sample_inputs(session.get_inputs(), samples)
+        samples = len(next(iter(feeds.values())))
         ours = session.run(None, feeds)
         report = session.memory
     plain = ort.InferenceSession(os.fspath(model_path), providers=["CPUExecutionProvider"]).run(None, feeds)

@@ -1,0 +1,76 @@
+"""Private native core of edgeguard (csrc/). Bytes in, bytes out; no policy, no header knowledge."""
+
+from typing import Callable
+
+from typing_extensions import Buffer
+
+TAG_LEN: int
+NONCE_PREFIX_LEN: int
+MAX_CHUNK_SIZE: int
+
+def openssl_version() -> str: ...
+def hardware_threads() -> int: ...
+def sealed_len(plaintext_len: int, chunk_size: int) -> int: ...
+def seal_chunks(
+    cipher: str,
+    key: bytes,
+    nonce_prefix: bytes,
+    header_digest: bytes,
+    chunk_size: int,
+    plaintext: Buffer,
+    out: Buffer,
+    threads: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> bytes:
+    """Encrypts `plaintext` into `out` (exactly sealed_len bytes); returns the 32-byte chunk root."""
+
+def open_chunks(
+    cipher: str,
+    key: bytes,
+    nonce_prefix: bytes,
+    header_digest: bytes,
+    chunk_size: int,
+    plaintext_len: int,
+    source: Buffer | int,
+    offset: int,
+    out: Buffer,
+    expected_root: bytes,
+    threads: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> bool:
+    """All or nothing: True only if every tag verifies and the chunk root matches; else `out` is wiped."""
+
+def digest_chunks(chunk_size: int, plaintext_len: int, source: Buffer | int, offset: int, threads: int = 0) -> bytes | None:
+    """The chunk root of stored chunks (no key needed); None if a read fails."""
+
+class SecureBuffer:
+    """Guard-paged, non-dumpable, wipe-on-fork, mlocked (best effort) memory; buffer protocol."""
+
+    def __init__(self, size: int) -> None: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def close(self) -> None:
+        """Wipes (OPENSSL_cleanse), unlocks and releases the pages; views read zeros afterwards."""
+    def make_readonly(self) -> None:
+        """Write-protects the pages. Raises BufferError while views are outstanding or after close."""
+    def __enter__(self) -> SecureBuffer: ...
+    def __exit__(self, *exc: object) -> None: ...
+    @property
+    def locked(self) -> bool: ...
+    @property
+    def lock_error(self) -> str | None: ...
+    @property
+    def dontdump(self) -> bool: ...
+    @property
+    def fork_protection(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def readonly(self) -> bool: ...
+    @property
+    def exports(self) -> int: ...
+
+def harden_process() -> None:
+    """prctl(PR_SET_DUMPABLE, 0). Raises OSError on failure."""
+
+def is_dumpable() -> bool: ...

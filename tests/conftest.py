@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeguard.keys import SigningKey, TrustStore, generate_private_key, key_id
+from edgeguard.recipients.x25519 import X25519Identity, X25519Recipient
+
+
+@pytest.fixture
+def signer() -> SigningKey:
+    return SigningKey.generate("ed25519")
+
+
+@pytest.fixture
+def trust(signer: SigningKey) -> TrustStore:
+    return TrustStore([signer.verifying_key])
+
+
+@pytest.fixture
+def device() -> tuple[X25519Recipient, X25519Identity]:
+    private = generate_private_key("x25519")
+    kid = key_id(private.public_key())
+    return X25519Recipient(private.public_key(), kid), X25519Identity(private, kid)
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    return tmp_path
