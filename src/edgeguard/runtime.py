@@ -252,7 +252,7 @@ class InferenceSession:
         # onnxruntime keeps raw pointers into the buffer (the session in strict mode, the options'
         # in-memory file table in both modes) but no Python reference: tie the mapping's lifetime
         # to both objects so it is never unmapped under them. A closed buffer holds no RAM.
-        session._edgeguard_weights = buffer
+        session._edgeguard_weights = buffer  # type: ignore[attr-defined]
         weakref.finalize(options, _keep_alive, buffer)
         if hygiene == "strict":
             self._buffer = buffer
