@@ -93,7 +93,7 @@ def make_model(path: Path, size_mb: float) -> tuple[int, int]:
     from onnx import TensorProto, helper, numpy_helper
 
     target = size_mb * 1e6
-    width = 1024 if target < 50e6 else 2048 if target < 250e6 else 4096
+    width = 512 if target < 50e6 else 2048
     layers = max(1, round(target / (4 * width * width)))
     if target < 4 * width * width:  # quick sizes: shrink the width instead
         width = max(64, int((target / 4) ** 0.5) // 64 * 64)
