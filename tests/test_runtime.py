@@ -179,7 +179,7 @@ def test_typed_errors_and_no_plaintext_on_failure(env: dict[str, Any], tmp_path:
         edgeguard.InferenceSession(env["sealed"], identity=42, trust=keys.trust)
 
 
-def test_options_that_write_to_disk_are_refused(env: dict[str, Any], tmp_path: Path) -> None:
+def test_options_that_write_to_disk_or_are_reused_are_refused(env: dict[str, Any], tmp_path: Path) -> None:
     keys: Keys = env["keys"]
     kwargs = {"identity": keys.identity_path, "trust": keys.trust}
     options = ort.SessionOptions()
@@ -193,6 +193,10 @@ def test_options_that_write_to_disk_are_refused(env: dict[str, Any], tmp_path: P
     options = ort.SessionOptions()
     options.add_session_config_entry("ep.context_enable", "1")
     with pytest.raises(ValueError, match="ep.context_enable"):
+        edgeguard.InferenceSession(env["sealed"], options, **kwargs)
+    options = ort.SessionOptions()
+    edgeguard.InferenceSession(env["sealed"], options, **kwargs).close()
+    with pytest.raises(ValueError, match="fresh one"):
         edgeguard.InferenceSession(env["sealed"], options, **kwargs)
     with pytest.raises(ValueError, match="trt_engine_cache_enable"):
         edgeguard.InferenceSession(

@@ -27,6 +27,18 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .errors import FormatError
+from .format import ModelInfo
+from .keys import TrustStore, VerifyingKey, load_identity
+from .payload import DTYPES, Layout
+from .policy import Clock, VersionStore, check_validity
+from .recipients import Identity
+from .recipients.pkcs11 import Pkcs11Identity
+from .recipients.scrypt import PassphraseIdentity
+from .safetensors_payload import safetensors_views
+from .secure_memory import MemoryReport, SecureBuffer, memory_report
+from .unseal import Opened, open_sealed_file
+
 # onnxruntime (1.32, Linux) opens a telemetry store under ~/.cache/Microsoft/DeveloperTools when it is
 # imported and logs session events to it; a device runtime must write nothing. The variable only
 # works if onnxruntime is not imported yet; disable_telemetry_events() stops the events otherwise.
@@ -34,17 +46,6 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort  # noqa: E402
 
 ort.disable_telemetry_events()
-
-from .errors import FormatError
-from .format import ModelInfo
-from .keys import TrustStore, VerifyingKey, load_identity
-from .payload import DTYPES, Layout
-from .policy import Clock, VersionStore, check_validity
-from .recipients import Identity
-from .recipients.scrypt import PassphraseIdentity
-from .safetensors_payload import safetensors_views
-from .secure_memory import MemoryReport, SecureBuffer, memory_report
-from .unseal import Opened, open_sealed_file
 
 HYGIENE_MODES = ("strict", "fast")
 WEIGHTS_LOCATION = "edgeguard.weights"  # same as onnx_payload.WEIGHTS_LOCATION (which imports onnx)
@@ -78,8 +79,6 @@ def resolve_identities(identity: IdentityLike, passphrase: str | bytes | None = 
     pending = list(identity) if isinstance(identity, (list, tuple)) else ([] if identity is None else [identity])
     for item in pending:
         if isinstance(item, str) and item.startswith("pkcs11:"):
-            from .recipients.pkcs11 import Pkcs11Identity
-
             out.append(Pkcs11Identity(item))
         elif isinstance(item, (str, os.PathLike, bytes)):
             out.append(load_identity(item))
@@ -140,7 +139,14 @@ def _wipe_bytes(data: bytes) -> None:
     ctypes.memset(id(data) + sys.getsizeof(b"") - 1, 0, len(data))
 
 
+# SessionOptions that already carry one sealed model's in-memory weights: reusing one would hand a
+# second session the first model's (possibly wiped) buffer under the same name.
+_USED_OPTIONS: weakref.WeakSet[ort.SessionOptions] = weakref.WeakSet()
+
+
 def _check_no_disk_writes(options: ort.SessionOptions, providers: Any, provider_options: Any) -> None:
+    if options in _USED_OPTIONS:
+        raise ValueError("this SessionOptions already served a sealed model; pass a fresh one per session")
     if options.optimized_model_filepath:
         raise ValueError("optimized_model_filepath would write the decrypted model to disk; it is refused")
     if options.enable_profiling:
@@ -273,6 +279,7 @@ class InferenceSession:
         try:
             if len(weights):
                 options.add_external_initializers_from_files_in_memory([WEIGHTS_LOCATION], [weights], [len(weights)])
+                _USED_OPTIONS.add(options)
             return ort.InferenceSession(graph, sess_options=options, providers=providers, provider_options=provider_options, **kwargs)
         finally:
             weights.release()
