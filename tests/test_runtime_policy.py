@@ -18,7 +18,7 @@ T0 = 1_800_000_000
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Keys, Path]:
+def policy_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Keys, Path]:
     tmp = tmp_path_factory.mktemp("policy")
     return make_mlp(tmp / "clf.onnx", widths=(8, 16, 4)), make_keys(tmp), tmp
 
@@ -27,8 +27,8 @@ def _load(path: Path, keys: Keys, **kwargs: object) -> edgeguard.InferenceSessio
     return edgeguard.InferenceSession(path, identity=keys.identity_path, trust=keys.trust, **kwargs)  # type: ignore[arg-type]
 
 
-def test_validity_window_is_enforced_with_the_injected_clock(setup: tuple[Path, Keys, Path]) -> None:
-    model, keys, tmp = setup
+def test_validity_window_is_enforced_with_the_injected_clock(policy_env: tuple[Path, Keys, Path]) -> None:
+    model, keys, tmp = policy_env
     sealed = seal(model, tmp / "window.sealed", keys, not_before=T0, not_after=T0 + 3600)
     with pytest.raises(NotYetValidError, match="not valid before 2027-01-15T08:00:00Z"):
         _load(sealed, keys, clock=lambda: T0 - 1)
@@ -42,8 +42,8 @@ def test_validity_window_is_enforced_with_the_injected_clock(setup: tuple[Path, 
     assert issubclass(ExpiredError, PolicyError) and issubclass(NotYetValidError, PolicyError)
 
 
-def test_version_store_refuses_rollback_per_model_name(setup: tuple[Path, Keys, Path]) -> None:
-    model, keys, tmp = setup
+def test_version_store_refuses_rollback_per_model_name(policy_env: tuple[Path, Keys, Path]) -> None:
+    model, keys, tmp = policy_env
     v1 = seal(model, tmp / "v1.sealed", keys, version=1)
     v2 = seal(model, tmp / "v2.sealed", keys, version=2)
     other_v1 = seal(model, tmp / "other.sealed", keys, version=1, name="other")
@@ -61,8 +61,8 @@ def test_version_store_refuses_rollback_per_model_name(setup: tuple[Path, Keys, 
     _load(v1, keys).close()  # without a store there is no anti-rollback (documented)
 
 
-def test_corrupt_version_store_fails_closed(setup: tuple[Path, Keys, Path], tmp_path: Path) -> None:
-    model, keys, tmp = setup
+def test_corrupt_version_store_fails_closed(policy_env: tuple[Path, Keys, Path], tmp_path: Path) -> None:
+    model, keys, tmp = policy_env
     sealed = seal(model, tmp_path / "m.sealed", keys)
     store_path = tmp_path / "versions.json"
     for damaged in (b"{not json", b'{"models": {"clf": "2"}}', b"[]"):
