@@ -10,9 +10,11 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
+from runtime_support import make_keys, make_mlp, seal
 
 from edgeguard import _core
 from edgeguard.secure_memory import SecureBuffer, harden_process, is_dumpable, memory_report
@@ -208,3 +210,36 @@ def test_secure_buffer_cannot_be_pickled_or_misused() -> None:
 
     empty = SecureBuffer(0)
     assert len(empty) == 0 and bytes(memoryview(empty)) == b""
+
+
+_UNLOCKED_LOAD = """
+import logging, resource, sys
+import numpy as np
+import edgeguard
+logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+resource.setrlimit(resource.RLIMIT_MEMLOCK, (8 << 20, 8 << 20))
+sealed, identity, trust = sys.argv[1:4]
+with edgeguard.InferenceSession(sealed, identity=identity, trust=trust) as session:
+    y = session.run(None, {"x": np.ones((1, 64), np.float32)})[0]
+    print(session.memory.locked, session.memory.lock_error, session.memory.memlock_limit, y.shape)
+"""
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0, reason="needs root and util-linux setpriv")
+def test_unprivileged_load_of_a_model_above_the_mlock_limit_works_and_says_so(tmp_path: Path) -> None:
+    keys = make_keys(tmp_path)
+    sealed = seal(make_mlp(tmp_path / "m.onnx", widths=(64, 1024, 1024, 10)), tmp_path / "m.sealed", keys)  # ~4.5 MB
+    sealed_big = seal(make_mlp(tmp_path / "b.onnx", widths=(64, 2048, 1024, 10)), tmp_path / "b.sealed", keys)  # ~9 MB
+    results = []
+    for path in (sealed, sealed_big):
+        result = subprocess.run(
+            ["setpriv", "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", sys.executable, "-c", _UNLOCKED_LOAD,
+             str(path), str(keys.identity_path), str(keys.trust_path)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        results.append(result)
+    assert results[0].stdout.split() == ["True", "None", str(8 << 20), "(1,", "10)"]
+    assert "could not lock" not in results[0].stderr
+    assert results[1].stdout.split()[0] == "False" and "(1, 10)" in results[1].stdout
+    assert "edgeguard.runtime: could not lock" in results[1].stderr and "RLIMIT_MEMLOCK 8388608 bytes" in results[1].stderr

@@ -18,6 +18,7 @@ This module never imports ``onnx``.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import re
 import sys
@@ -47,6 +48,7 @@ import onnxruntime as ort  # noqa: E402
 
 ort.disable_telemetry_events()
 
+_log = logging.getLogger(__name__)
 HYGIENE_MODES = ("strict", "fast")
 WEIGHTS_LOCATION = "edgeguard.weights"  # same as onnx_payload.WEIGHTS_LOCATION (which imports onnx)
 _STRICT_CONFIG = {
@@ -119,6 +121,13 @@ def _open_verified(
 ) -> Opened:
     identities = resolve_identities(identity, passphrase)
     opened = open_sealed_file(path, identities, resolve_trust(trust), allocate=SecureBuffer, threads=threads)
+    if not opened.buffer.locked:
+        report = memory_report(opened.buffer)
+        limit = "unlimited" if report.memlock_limit is None else f"{report.memlock_limit} bytes"
+        _log.warning(
+            "could not lock %d bytes of decrypted model in RAM (%s; RLIMIT_MEMLOCK %s): it may be swapped out; "
+            "raise the limit or grant CAP_IPC_LOCK", report.size, report.lock_error, limit,
+        )  # fmt: skip
     try:
         model = opened.container.header.model
         check_validity(model, clock())
