@@ -163,12 +163,15 @@ def test_typed_errors_and_no_plaintext_on_failure(env: dict[str, Any], tmp_path:
         edgeguard.InferenceSession(env["sealed"], identity=keys.identity_path, trust=stranger.trust)
     with pytest.raises(NotARecipientError):
         edgeguard.InferenceSession(env["sealed"], identity=stranger.identity_path, trust=keys.trust)
-    tampered = tmp_path / "tampered.sealed"
-    data = bytearray(env["sealed"].read_bytes())
-    data[-100] ^= 1
-    tampered.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError):
-        edgeguard.InferenceSession(tampered, identity=keys.identity_path, trust=keys.trust)
+    original = env["sealed"].read_bytes()
+    (header_len,) = struct.unpack(">I", original[12:16])
+    for offset in (16 + header_len + 32 + 5, len(original) - 100):  # a signature byte, a chunk byte
+        tampered = tmp_path / f"tampered-{offset}.sealed"
+        data = bytearray(original)
+        data[offset] ^= 1
+        tampered.write_bytes(bytes(data))
+        with pytest.raises(IntegrityError):
+            edgeguard.InferenceSession(tampered, identity=keys.identity_path, trust=keys.trust)
     with pytest.raises(ValueError, match="hygiene"):
         edgeguard.InferenceSession(env["sealed"], identity=keys.identity_path, trust=keys.trust, hygiene="lax")
     with pytest.raises(ValueError, match="identity"):
