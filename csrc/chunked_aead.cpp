@@ -62,6 +62,37 @@ Span chunk_span(uint64_t i, uint64_t chunk_size, uint64_t plaintext_len, uint64_
   return s;
 }
 
+// The one AEAD call of the engine: every chunk and the one-shot aead_seal/aead_open go through it.
+// `c` is already initialised with the cipher and key; this sets the 12-byte nonce, feeds the AAD
+// and the data, and writes (seal) or checks (open) the 16-byte tag. If `h` is not null, the stored
+// bytes (ciphertext || tag) are hashed into `digest` in the same pass, slice by slice, so each
+// slice is hashed while it is still in L1/L2 cache.
+bool aead_with_ctx(EVP_CIPHER_CTX* c, bool encrypt, const uint8_t nonce[kNonceLen], const uint8_t* aad,
+                   size_t aad_len, const uint8_t* in, uint64_t len, uint8_t* out, uint8_t* tag,
+                   EVP_MD_CTX* h, const EVP_MD* md, uint8_t* digest) {
+  int n = 0;
+  if (EVP_CipherInit_ex2(c, nullptr, nullptr, nonce, encrypt ? 1 : 0, nullptr) != 1) return false;
+  if (h && EVP_DigestInit_ex2(h, md, nullptr) != 1) return false;
+  if (aad_len > 0 && EVP_CipherUpdate(c, nullptr, &n, aad, static_cast<int>(aad_len)) != 1) return false;
+  for (uint64_t off = 0; off < len; off += kSlice) {
+    const int step = static_cast<int>(std::min<uint64_t>(kSlice, len - off));
+    const uint8_t* stored = encrypt ? out + off : in + off;
+    if (h && !encrypt && EVP_DigestUpdate(h, stored, step) != 1) return false;
+    if (EVP_CipherUpdate(c, out + off, &n, in + off, step) != 1) return false;
+    if (h && encrypt && EVP_DigestUpdate(h, stored, step) != 1) return false;
+  }
+  if (encrypt) {
+    if (EVP_CipherFinal_ex(c, out + len, &n) != 1) return false;
+    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, kTagLen, tag) != 1) return false;
+  } else {
+    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, kTagLen, tag) != 1) return false;
+    if (EVP_CipherFinal_ex(c, out + len, &n) != 1) return false;
+  }
+  if (!h) return true;
+  unsigned int dn = 0;
+  return EVP_DigestUpdate(h, tag, kTagLen) == 1 && EVP_DigestFinal_ex(h, digest, &dn) == 1;
+}
+
 // Per-thread OpenSSL state: the cipher is keyed once, then only the IV changes per chunk.
 class Worker {
  public:
@@ -73,8 +104,7 @@ class Worker {
   bool ok() const { return ok_; }
 
   // in: plaintext (seal) or stored ciphertext without tag (open); tag: read or written.
-  // The stored bytes (ciphertext || tag) are hashed into `digest` in the same pass, slice by
-  // slice, so each slice is hashed while it is still in L1/L2 cache.
+  // The stored bytes (ciphertext || tag) are hashed into `digest` in the same pass.
   bool crypt(uint64_t index, bool last, const uint8_t* in, uint64_t len, uint8_t* out, uint8_t* tag,
              uint8_t digest[kDigestLen]) {
     uint8_t nonce[kNonceLen];
@@ -84,29 +114,8 @@ class Worker {
     uint8_t aad[kDigestLen + 8];
     std::memcpy(aad, p_.header_digest, kDigestLen);
     put_be64(aad + kDigestLen, index);
-
-    EVP_CIPHER_CTX* c = ctx_.get();
-    EVP_MD_CTX* h = md_ctx_.get();
-    int n = 0;
-    if (EVP_CipherInit_ex2(c, nullptr, nullptr, nonce, encrypt_ ? 1 : 0, nullptr) != 1) return false;
-    if (EVP_DigestInit_ex2(h, md_, nullptr) != 1) return false;
-    if (EVP_CipherUpdate(c, nullptr, &n, aad, sizeof aad) != 1) return false;
-    for (uint64_t off = 0; off < len; off += kSlice) {
-      const int step = static_cast<int>(std::min<uint64_t>(kSlice, len - off));
-      const uint8_t* stored = encrypt_ ? out + off : in + off;
-      if (!encrypt_ && EVP_DigestUpdate(h, stored, step) != 1) return false;
-      if (EVP_CipherUpdate(c, out + off, &n, in + off, step) != 1) return false;
-      if (encrypt_ && EVP_DigestUpdate(h, stored, step) != 1) return false;
-    }
-    if (encrypt_) {
-      if (EVP_CipherFinal_ex(c, out + len, &n) != 1) return false;
-      if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, kTagLen, tag) != 1) return false;
-    } else {
-      if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, kTagLen, tag) != 1) return false;
-      if (EVP_CipherFinal_ex(c, out + len, &n) != 1) return false;
-    }
-    unsigned int dn = 0;
-    return EVP_DigestUpdate(h, tag, kTagLen) == 1 && EVP_DigestFinal_ex(h, digest, &dn) == 1;
+    return aead_with_ctx(ctx_.get(), encrypt_, nonce, aad, sizeof aad, in, len, out, tag, md_ctx_.get(), md_,
+                         digest);
   }
 
  private:
@@ -196,6 +205,36 @@ uint64_t sealed_len(uint64_t plaintext_len, uint64_t chunk_size) {
 unsigned resolve_threads(unsigned requested, uint64_t chunks) {
   unsigned t = requested ? requested : std::max(1u, std::thread::hardware_concurrency());
   return static_cast<unsigned>(std::min<uint64_t>(t, chunks));
+}
+
+namespace {
+
+bool aead_one_shot(Cipher cipher, bool encrypt, const uint8_t key[kKeyLen], const uint8_t nonce[kNonceLen],
+                   const uint8_t* aad, size_t aad_len, const uint8_t* in, uint64_t len, uint8_t* out,
+                   uint8_t* tag) {
+  if (len > kMaxChunkSize || aad_len > kMaxChunkSize) return false;
+  CipherPtr c = fetch_cipher(cipher);
+  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  return c && ctx && EVP_CipherInit_ex2(ctx.get(), c.get(), key, nullptr, encrypt ? 1 : 0, nullptr) == 1 &&
+         aead_with_ctx(ctx.get(), encrypt, nonce, aad, aad_len, in, len, out, tag, nullptr, nullptr, nullptr);
+}
+
+}  // namespace
+
+bool aead_seal(Cipher cipher, const uint8_t key[kKeyLen], const uint8_t nonce[kNonceLen], const uint8_t* aad,
+               size_t aad_len, const uint8_t* plaintext, uint64_t len, uint8_t* out) {
+  bool ok = aead_one_shot(cipher, true, key, nonce, aad, aad_len, plaintext, len, out, out + len);
+  if (!ok) OPENSSL_cleanse(out, len + kTagLen);
+  return ok;
+}
+
+bool aead_open(Cipher cipher, const uint8_t key[kKeyLen], const uint8_t nonce[kNonceLen], const uint8_t* aad,
+               size_t aad_len, const uint8_t* sealed, uint64_t len, uint8_t* out) {
+  uint8_t tag[kTagLen];
+  std::memcpy(tag, sealed + len, kTagLen);
+  bool ok = aead_one_shot(cipher, false, key, nonce, aad, aad_len, sealed, len, out, tag);
+  if (!ok) OPENSSL_cleanse(out, len);
+  return ok;
 }
 
 bool seal_chunks(const ChunkParams& p, const uint8_t* plaintext, uint8_t* dst, uint8_t root[kDigestLen]) {

@@ -49,6 +49,17 @@ uint64_t chunk_count(uint64_t plaintext_len, uint64_t chunk_size);
 uint64_t sealed_len(uint64_t plaintext_len, uint64_t chunk_size);
 unsigned resolve_threads(unsigned requested, uint64_t chunks);
 
+// One AEAD operation with an arbitrary 12-byte nonce and AAD and a 16-byte tag, through the very
+// same call every chunk uses. It exists so known-answer vectors (Wycheproof) can exercise the
+// engine's AEAD; the file format never calls it. len and aad_len are at most kMaxChunkSize.
+// aead_seal writes len + kTagLen bytes (ciphertext || tag) to out; false (out wiped) if OpenSSL fails.
+bool aead_seal(Cipher cipher, const uint8_t key[kKeyLen], const uint8_t nonce[kNonceLen], const uint8_t* aad,
+               size_t aad_len, const uint8_t* plaintext, uint64_t len, uint8_t* out);
+// aead_open reads len + kTagLen bytes (ciphertext || tag) and writes len bytes of plaintext to out;
+// false (out wiped) unless the tag verifies.
+bool aead_open(Cipher cipher, const uint8_t key[kKeyLen], const uint8_t nonce[kNonceLen], const uint8_t* aad,
+               size_t aad_len, const uint8_t* sealed, uint64_t len, uint8_t* out);
+
 // Encrypts plaintext (plaintext_len bytes) into dst (sealed_len bytes) and writes the chunk root.
 // Returns false only if OpenSSL fails; dst is then wiped.
 bool seal_chunks(const ChunkParams& p, const uint8_t* plaintext, uint8_t* dst,

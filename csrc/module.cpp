@@ -12,6 +12,7 @@
 namespace py = pybind11;
 using namespace edgeguard;
 
+void init_detector(py::module_& m);  // detector_bindings.cpp
 void init_secure_buffer(py::module_& m);
 
 namespace {
@@ -86,6 +87,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("TAG_LEN") = kTagLen;
   m.attr("NONCE_PREFIX_LEN") = kNoncePrefixLen;
   m.attr("MAX_CHUNK_SIZE") = kMaxChunkSize;
+  init_detector(m);
   init_secure_buffer(m);
 
   m.def("openssl_version", [] { return std::string(OpenSSL_version(OPENSSL_VERSION)); });
@@ -159,4 +161,38 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("chunk_size"), py::arg("plaintext_len"), py::arg("source"), py::arg("offset"),
       py::arg("threads") = 0);
+  // One-shot AEAD over the engine's per-chunk call, for known-answer vectors only (Wycheproof).
+  // Not part of the file format and not API: the payload path uses seal_chunks/open_chunks.
+  m.def(
+      "aead_seal",
+      [](const std::string& cipher, const py::bytes& key, const py::bytes& nonce, const py::bytes& aad,
+         const py::bytes& plaintext) {
+        std::string_view a(aad), pt(plaintext);
+        if (pt.size() > kMaxChunkSize || a.size() > kMaxChunkSize) throw py::value_error("input too long");
+        std::string out(pt.size() + kTagLen, '\0');
+        if (!aead_seal(cipher_from(cipher), exact_bytes(key, kKeyLen, "key"), exact_bytes(nonce, kNonceLen, "nonce"),
+                       reinterpret_cast<const uint8_t*>(a.data()), a.size(),
+                       reinterpret_cast<const uint8_t*>(pt.data()), pt.size(),
+                       reinterpret_cast<uint8_t*>(out.data())))
+          throw std::runtime_error("OpenSSL failed while sealing");
+        return py::bytes(out);
+      },
+      py::arg("cipher"), py::arg("key"), py::arg("nonce"), py::arg("aad"), py::arg("plaintext"));
+
+  m.def(
+      "aead_open",
+      [](const std::string& cipher, const py::bytes& key, const py::bytes& nonce, const py::bytes& aad,
+         const py::bytes& sealed) -> py::object {
+        std::string_view a(aad), ct(sealed);
+        if (ct.size() < kTagLen) throw py::value_error("sealed is shorter than a tag");
+        if (ct.size() - kTagLen > kMaxChunkSize || a.size() > kMaxChunkSize) throw py::value_error("input too long");
+        const uint64_t len = ct.size() - kTagLen;
+        std::string out(len, '\0');
+        if (!aead_open(cipher_from(cipher), exact_bytes(key, kKeyLen, "key"), exact_bytes(nonce, kNonceLen, "nonce"),
+                       reinterpret_cast<const uint8_t*>(a.data()), a.size(),
+                       reinterpret_cast<const uint8_t*>(ct.data()), len, reinterpret_cast<uint8_t*>(out.data())))
+          return py::none();
+        return py::bytes(out);
+      },
+      py::arg("cipher"), py::arg("key"), py::arg("nonce"), py::arg("aad"), py::arg("sealed"));
 }

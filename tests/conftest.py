@@ -6,6 +6,7 @@ import pytest
 
 from edgeguard.keys import SigningKey, TrustStore, generate_private_key, key_id
 from edgeguard.recipients.x25519 import X25519Identity, X25519Recipient
+from helpers import Keys, new_keys
 
 
 @pytest.fixture
@@ -28,3 +29,9 @@ def device() -> tuple[X25519Recipient, X25519Identity]:
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    """Publisher and device keys shared by the sealed-format tests (see helpers.py)."""
+    return new_keys()

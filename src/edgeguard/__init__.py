@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from .errors import (
+    DetectorError,
     EdgeguardError,
     ExpiredError,
     FormatError,
@@ -13,6 +16,8 @@ from .errors import (
     NotARecipientError,
     NotYetValidError,
     PolicyError,
+    ProfileError,
+    QueryBlockedError,
     RollbackError,
     UnsupportedVersionError,
     UntrustedSignerError,
@@ -29,7 +34,37 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0+unknown"
 
+# Heavier parts load on first use, so `import edgeguard` (and the CLI) stays quick.
+_LAZY = {
+    "Action": ".detect",
+    "AlertEvent": ".detect",
+    "Decision": ".detect",
+    "Guard": ".detect",
+    "Policy": ".detect",
+    "Profile": ".detect",
+    "Reason": ".detect",
+    "InferenceSession": ".runtime",
+    "open_sealed": ".runtime",
+    "harden_process": ".secure_memory",
+    "Pkcs11Identity": ".recipients.pkcs11",
+    "PassphraseIdentity": ".recipients.scrypt",
+    "TrustStore": ".keys",
+    "VersionStore": ".policy",
+    "load_identity": ".keys",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgeguard' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "DetectorError",
     "EdgeguardError",
     "ExpiredError",
     "FormatError",
@@ -38,16 +73,11 @@ __all__ = [
     "NotARecipientError",
     "NotYetValidError",
     "PolicyError",
+    "ProfileError",
+    "QueryBlockedError",
     "RollbackError",
     "UnsupportedVersionError",
     "UntrustedSignerError",
     "__version__",
-    "InferenceSession",
-    "open_sealed",
-    "harden_process",
-    "Pkcs11Identity",
-    "PassphraseIdentity",
-    "TrustStore",
-    "VersionStore",
-    "load_identity",
+    *_LAZY,
 ]

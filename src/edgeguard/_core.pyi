@@ -43,6 +43,15 @@ def open_chunks(
 def digest_chunks(chunk_size: int, plaintext_len: int, source: Buffer | int, offset: int, threads: int = 0) -> bytes | None:
     """The chunk root of stored chunks (no key needed); None if a read fails."""
 
+# One-shot AEAD through the very same per-chunk call the payload path uses, with an arbitrary
+# 12-byte nonce and AAD and a 16-byte tag. It exists for known-answer vectors (Wycheproof, see
+# tests/test_wycheproof.py) only: the file format never calls it and it is not API.
+def aead_seal(cipher: str, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    """ciphertext || 16-byte tag. Raises ValueError for a bad cipher name or key/nonce length."""
+
+def aead_open(cipher: str, key: bytes, nonce: bytes, aad: bytes, sealed: bytes) -> bytes | None:
+    """The plaintext, or None unless the tag verifies. Raises ValueError for bad parameters."""
+
 class SecureBuffer:
     """Guard-paged, non-dumpable, wipe-on-fork, mlocked (best effort) memory; buffer protocol."""
 

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from . import __version__
 from .errors import (
@@ -66,6 +66,14 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 65536, 64K, 1M)")
     scale = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[(m.group(2) or "")[:1].upper()]
     return int(m.group(1)) * scale
+
+
+def parse_threads(text: str) -> int:
+    from .seal import MAX_THREADS
+
+    if not text.isdigit() or int(text) > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"threads is a number of worker threads in 0..{MAX_THREADS} (0: all cores), got {text!r}")
+    return int(text)
 
 
 def parse_time(text: str) -> int:
@@ -192,7 +200,11 @@ def cmd_keygen(args: argparse.Namespace) -> int:
             raise CliError(f"{p} already exists", hint="keygen never overwrites a key; choose another name")
     private = generate_private_key(args.type)
     write_private_key(out, private)
-    write_public_key(pub, private.public_key())
+    try:
+        write_public_key(pub, private.public_key())
+    except BaseException:
+        out.unlink()  # a failed command leaves no output file, least of all a lone private key
+        raise
     role = "device (recipient)" if args.type == "x25519" else "signing or device" if args.type == "p256" else "signing"
     kid = key_id(private.public_key())
     emit(
@@ -296,8 +308,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse with usage errors in the documented form (`edgeguard: error: ...`, exit 2);
+    argparse itself would print `edgeguard seal: error: ...`. Subparsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        command = self.prog.partition(" ")[2]
+        self.exit(EXIT_USAGE, f"edgeguard: error: {command + ': ' if command else ''}{message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="edgeguard",
         description="Seal ML models for edge devices, verify them, and run them from locked memory.",
         epilog=EXIT_CODES,
@@ -331,14 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--not-after", type=parse_time, metavar="DATE")
     p.add_argument("--label", type=parse_label, action="append", default=[], metavar="K=V")
     p.add_argument("--kind", choices=("onnx", "safetensors", "raw"), help="payload kind (default: from the file extension)")
-    p.add_argument("--threads", type=int, default=0, help="worker threads (default: all cores)")
+    p.add_argument("--threads", type=parse_threads, default=0, help="worker threads (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--json", action="store_true")
 
     p = add("verify", "check the publisher signature and every chunk (no decryption key needed)", cmd_verify)
     p.add_argument("sealed")
     p.add_argument("--trust", action="append", required=True, metavar="PUB", help="trusted publisher public key; repeatable")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=parse_threads, default=0)
     p.add_argument("--json", action="store_true")
 
     p = add("inspect", "print the public header (verifies nothing, needs no key)", cmd_inspect)
@@ -351,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", action="append", default=[], metavar="KEY", help="device private key; repeatable")
     p.add_argument("--passphrase", action="store_true")
     p.add_argument("--trust", action="append", required=True, metavar="PUB", help="trusted publisher public key; repeatable")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=parse_threads, default=0)
     p.add_argument("--json", action="store_true")
 
     add("demo", "keygen, seal, verify and inspect the bundled demo model in a temporary folder", cmd_demo)
@@ -393,12 +415,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeguardError as exc:
         hint = next((h for t, h in _HINTS.items() if isinstance(exc, t)), None)
         return _fail(str(exc), hint, _error_code(exc))
-    except (ValueError, OSError) as exc:
-        message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename and exc.strerror else str(exc)
-        return _fail(message, None, EXIT_ERROR)
     except BrokenPipeError:  # e.g. `edgeguard inspect --json | head`: not an error worth a message
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+    except (ValueError, OSError) as exc:  # after BrokenPipeError, an OSError that would shadow it
+        message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename and exc.strerror else str(exc)
+        return _fail(message, None, EXIT_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted", None, 130)
 

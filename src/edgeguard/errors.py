@@ -60,3 +60,15 @@ class ExpiredError(PolicyError):
 
 class RollbackError(PolicyError):
     """The model version is lower than one already loaded under the same name."""
+
+
+class DetectorError(EdgeguardError):
+    """The extraction-query detector was misused (bad argument, mismatched profile or state)."""
+
+
+class ProfileError(DetectorError):
+    """A detector profile is malformed, non-canonical, of an unknown version, or cannot be built."""
+
+
+class QueryBlockedError(DetectorError):
+    """The guard's policy blocks this client's queries; no answer is released."""

@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import FormatError, UnsupportedVersionError
+from .errors import FormatError, IntegrityError, UnsupportedVersionError
 
 MAGIC = b"EDGESEAL"
 VERSION = 1
@@ -137,8 +137,12 @@ def _int(value: Any, what: str, lo: int = 0, hi: int = MAX_INT) -> int:
 
 
 def _str(value: Any, what: str, lo: int, hi: int) -> str:
-    if not isinstance(value, str) or not lo <= len(value.encode("utf-8")) <= hi:
-        raise FormatError(f"{what} must be a string of {lo}..{hi} bytes")
+    try:
+        size = len(value.encode("utf-8")) if isinstance(value, str) else -1
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800" is valid JSON but not UTF-8
+        size = -1
+    if not lo <= size <= hi:
+        raise FormatError(f"{what} must be a string of {lo}..{hi} bytes of UTF-8")
     return value
 
 
@@ -381,6 +385,7 @@ def read_container(f: Any) -> Container:
 
     Raises:
         FormatError, UnsupportedVersionError: as for :func:`parse_preamble` and :func:`parse_header`.
+        IntegrityError: the file ends inside the signature block (a file of the wrong size).
     """
     preamble = f.read(PREAMBLE_LEN)
     header_len = parse_preamble(preamble)
@@ -390,7 +395,7 @@ def read_container(f: Any) -> Container:
     header = parse_header(body)
     block = f.read(SIGNATURE_BLOCK_LEN)
     if len(block) != SIGNATURE_BLOCK_LEN:
-        raise FormatError("file ends inside the signature block")
+        raise IntegrityError()  # a well-formed header but the wrong file size (docs/FORMAT.md)
     return Container(
         header=header,
         preamble_and_header=preamble + body,

@@ -77,13 +77,14 @@ def write_public_key(path: str | os.PathLike[str], public_key: PublicKey) -> Non
 
 def _read_key_file(path: str | os.PathLike[str], private: bool) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: opening a FIFO must not hang
     except OSError as exc:
         raise KeyFileError(f"cannot open key file {os.fspath(path)!r}: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # checked before fdopen, which raises IsADirectoryError itself
+        os.close(fd)
+        raise KeyFileError(f"key file {os.fspath(path)!r} is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise KeyFileError(f"key file {os.fspath(path)!r} is not a regular file")
         if private and st.st_mode & 0o077:
             raise KeyFileError(
                 f"private key file {os.fspath(path)!r} is accessible by group or others "

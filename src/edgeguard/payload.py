@@ -6,6 +6,7 @@ graph, the weights and the tensors in place. Malformed layouts raise FormatError
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -73,7 +74,7 @@ def tensor_entries(specs: Sequence[tuple[str, str, tuple[int, ...]]]) -> tuple[T
     """Lays tensors out back to back at TENSOR_ALIGN: the only layout the reader accepts."""
     entries, offset = [], 0
     for name, dtype, shape in specs:
-        length = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[dtype]).itemsize
+        length = math.prod(shape) * np.dtype(DTYPES[dtype]).itemsize  # exact: np.prod wraps at 2**63
         entries.append(TensorEntry(name, dtype, tuple(int(d) for d in shape), offset, length))
         offset = align_up(offset + length, TENSOR_ALIGN)
     return tuple(entries)
@@ -118,7 +119,7 @@ def _parse_tensor(obj: Any) -> tuple[str, str, tuple[int, ...], int, int]:
     name, dtype, shape = obj["name"], obj["dtype"], obj["shape"]
     if not isinstance(name, str) or not 0 < len(name) <= MAX_TENSOR_NAME:
         raise FormatError("tensor name must be a non-empty string")
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:  # a JSON list is unhashable
         raise FormatError(f"unsupported tensor dtype {dtype!r}")
     if not isinstance(shape, list) or len(shape) > MAX_RANK or any(type(d) is not int or not 0 <= d <= MAX_INT for d in shape):
         raise FormatError("tensor shape must be a list of non-negative integers")

@@ -7,6 +7,7 @@ overlaps, no trailing bytes).
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
@@ -46,14 +47,14 @@ def parse_safetensors(buf: Any) -> dict[str, tuple[str, tuple[int, ...], int, in
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise FormatError(f"safetensors entry {name!r} is malformed")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in _DTYPES:
+        if not isinstance(dtype, str) or dtype not in _DTYPES:  # a JSON list is unhashable
             raise FormatError(f"safetensors dtype {dtype!r} is not supported")
         if not isinstance(shape, list) or any(type(d) is not int or d < 0 for d in shape):
             raise FormatError(f"safetensors shape of {name!r} is malformed")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
             raise FormatError(f"safetensors data_offsets of {name!r} are malformed")
         start, end = offsets
-        if not 0 <= start <= end or end - start != int(np.prod(shape, dtype=np.int64)) * np.dtype(_DTYPES[dtype]).itemsize:
+        if not 0 <= start <= end or end - start != math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize:
             raise FormatError(f"safetensors tensor {name!r} has a size that does not match its shape")
         spans.append((start, end))
         out[name] = (dtype, tuple(shape), base + start, base + end)

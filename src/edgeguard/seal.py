@@ -54,6 +54,20 @@ def _check_recipients(recipients: Sequence[Recipient]) -> None:
         raise ValueError("at least one recipient is needed")
 
 
+MAX_THREADS = 1 << 16
+
+
+def check_threads(threads: Any) -> int:
+    """Raises ValueError unless `threads` is an int in 0..MAX_THREADS (0: every hardware thread).
+
+    Checked before the native core sees it: a value pybind11 cannot convert raises a TypeError whose
+    message lists every argument of the call, the content key included.
+    """
+    if type(threads) is not int or not 0 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be an integer in 0..{MAX_THREADS} (0: all cores)")
+    return threads
+
+
 def seal_payload(
     payload: Any,
     out_path: str | os.PathLike[str],
@@ -71,44 +85,47 @@ def seal_payload(
     """Seals an already laid-out payload (see :mod:`edgeguard.payload`) into `out_path`, atomically.
 
     Raises:
-        ValueError: no recipients.
+        ValueError: no recipients, or `threads` out of range.
         FormatError: a header limit is exceeded (chunk size, labels, too many recipients, ...).
         FileExistsError: `out_path` exists and `overwrite` is False.
         OSError: the output cannot be written.
     """
     _check_recipients(recipients)
     validate_chunk_size(chunk_size)
-    view = memoryview(payload).cast("B")
-    dek, salt = os.urandom(DEK_LEN), os.urandom(SALT_LEN)
-    stanzas = tuple(r.wrap(dek, salt) for r in recipients)
-    header = Header(
-        cipher=cipher,
-        chunk_size=chunk_size,
-        payload_length=len(view),
-        salt=salt,
-        signer_alg=signer.alg,
-        signer_key_id=signer.key_id,
-        recipients=stanzas,
-        model=model,
-        payload_kind=kind,
-    )
-    head = header.encode()
-    header_digest = hashlib.sha256(head).digest()
-    key, nonce_prefix = derive_payload_key(dek, salt, cipher)
-    payload_offset = len(head) + 96
-    total = payload_offset + header.sealed_payload_len
-    with atomic_output(out_path, overwrite=overwrite) as (fd, _tmp):
-        os.ftruncate(fd, total)
-        with mmap.mmap(fd, total) as out:
-            out[: len(head)] = head
-            chunks = memoryview(out)[payload_offset:]
-            try:
-                root = _core.seal_chunks(cipher, key, nonce_prefix, header_digest, chunk_size, view, chunks, threads, progress)
-            finally:
-                chunks.release()
-            out[len(head) : payload_offset] = root + signer.sign(header_digest, root)
-            out.flush()
-    return SealResult(header=header, path=Path(out_path), size=total)
+    check_threads(threads)
+    # Released on every path: a view left in a traceback frame would pin the caller's buffer
+    # (seal_model wipes it in a finally, which raised BufferError and hid the real error).
+    with memoryview(payload) as raw, raw.cast("B") as view:
+        dek, salt = os.urandom(DEK_LEN), os.urandom(SALT_LEN)
+        stanzas = tuple(r.wrap(dek, salt) for r in recipients)
+        header = Header(
+            cipher=cipher,
+            chunk_size=chunk_size,
+            payload_length=len(view),
+            salt=salt,
+            signer_alg=signer.alg,
+            signer_key_id=signer.key_id,
+            recipients=stanzas,
+            model=model,
+            payload_kind=kind,
+        )
+        head = header.encode()
+        header_digest = hashlib.sha256(head).digest()
+        key, nonce_prefix = derive_payload_key(dek, salt, cipher)
+        payload_offset = len(head) + 96
+        total = payload_offset + header.sealed_payload_len
+        with atomic_output(out_path, overwrite=overwrite) as (fd, _tmp):
+            os.ftruncate(fd, total)
+            with mmap.mmap(fd, total) as out:
+                out[: len(head)] = head
+                chunks = memoryview(out)[payload_offset:]
+                try:
+                    root = _core.seal_chunks(cipher, key, nonce_prefix, header_digest, chunk_size, view, chunks, threads, progress)
+                finally:
+                    chunks.release()
+                out[len(head) : payload_offset] = root + signer.sign(header_digest, root)
+                out.flush()
+        return SealResult(header=header, path=Path(out_path), size=total)
 
 
 def detect_kind(path: Path) -> str:

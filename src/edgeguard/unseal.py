@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,7 +21,7 @@ from .format import Container, read_container
 from .keys import TrustStore
 from .payload import Layout, parse_payload
 from .recipients import Identity
-from .seal import ProgressFn, derive_payload_key
+from .seal import ProgressFn, check_threads, derive_payload_key
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ def inspect_file(path: str | os.PathLike[str]) -> Container:
 
     Raises:
         FormatError, UnsupportedVersionError: the header is malformed.
+        IntegrityError: the file ends inside the signature block.
         OSError: the file cannot be read.
     """
     with open(path, "rb") as f:
@@ -64,7 +65,9 @@ def verify_file(path: str | os.PathLike[str], trust: TrustStore, *, threads: int
         UntrustedSignerError: the signer is not in `trust`.
         IntegrityError: bad signature, wrong size, or any chunk altered.
         OSError: the file cannot be read.
+        ValueError: `threads` out of range.
     """
+    check_threads(threads)
     with open(path, "rb") as f:
         verified = _authenticate_header(f, trust)
         header = verified.container.header
@@ -79,7 +82,7 @@ class Opened:
     """A verified, decrypted payload in a caller-provided buffer, with its parsed inner layout."""
 
     container: Container
-    buffer: Any
+    buffer: Any = field(repr=False)  # plaintext: never in a repr, a log line or a traceback
     layout: Layout
 
 
@@ -102,7 +105,10 @@ def open_sealed_file(
         NotARecipientError: no identity opens any stanza (wrong key or wrong passphrase).
         IntegrityError: anything about the file is not as the publisher signed it.
         OSError: the file cannot be read.
+        ValueError: `threads` out of range.
+        TypeError: `allocate` returned something that is not a writable buffer.
     """
+    check_threads(threads)
     with open(path, "rb") as f:
         verified = _authenticate_header(f, trust)
         container = verified.container
@@ -114,6 +120,7 @@ def open_sealed_file(
             )
         key, nonce_prefix = derive_payload_key(dek, header.salt, header.cipher)
         buffer = allocate(header.payload_length)
+        memoryview(buffer).release()  # not a buffer: fail here, as pybind11's TypeError would list the key
         ok = _core.open_chunks(
             header.cipher, key, nonce_prefix, verified.header_digest, header.chunk_size, header.payload_length,
             f.fileno(), container.payload_offset, buffer, container.chunk_root, threads, progress,

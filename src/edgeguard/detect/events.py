@@ -1,0 +1,118 @@
+"""What the guard tells its caller: per-query decisions, the reasons behind them, alert events."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+# MITRE ATLAS techniques an extraction alert is evidence of.
+ATLAS_EXTRACT_MODEL = "AML.T0024.002"  # Exfiltration via AI Inference API: Extract AI Model
+ATLAS_INFERENCE_API_ACCESS = "AML.T0040"  # AI Model Inference API Access
+ATLAS_TECHNIQUES = (ATLAS_EXTRACT_MODEL, ATLAS_INFERENCE_API_ACCESS)
+
+# Signal names in the native layout order (csrc/detector.h, enum Signal).
+SIGNALS = ("invalid", "novelty", "chain", "low_margin", "coverage", "volume", "combined")
+
+_DESCRIPTIONS = {
+    "invalid": "queries outside the model's declared input domain",
+    "novelty": "inputs unlike the benign reference profile, sustained over the window",
+    "chain": "small-perturbation chains: queries that are near-copies of recent ones",
+    "low_margin": "many answers close to a decision boundary",
+    "coverage": "input-space coverage beyond any calibrated benign client",
+    "volume": "query volume beyond the configured budget",
+    "combined": "several signals elevated at once",
+}
+
+
+class Action(enum.IntEnum):
+    """What to do with an answer, mildest first; each action includes the milder ones."""
+
+    ALLOW = 0
+    ALERT = 1  # answer unchanged, the client is flagged
+    DEGRADE = 2  # answer coarsened (top-1 only, rounding or noise)
+    THROTTLE = 3  # degraded and delayed
+    BLOCK = 4  # no answer
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One signal's contribution: its statistic, its calibrated threshold, and their ratio."""
+
+    signal: str
+    value: float
+    threshold: float
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.threshold
+
+    @property
+    def description(self) -> str:
+        return _DESCRIPTIONS[self.signal]
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """Raised once per client, on the query whose risk first reaches 1 (a calibrated threshold)."""
+
+    client_id: str
+    query_index: int
+    risk: float
+    reasons: tuple[Reason, ...]
+    techniques: tuple[str, ...] = ATLAS_TECHNIQUES
+    timestamp: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready structured event for logs and SIEMs."""
+        return {
+            "event": "edgeguard.extraction_alert",
+            "client_id": self.client_id,
+            "query_index": self.query_index,
+            "risk": round(self.risk, 4),
+            "reasons": [
+                {"signal": r.signal, "value": round(r.value, 4), "threshold": round(r.threshold, 4),
+                 "description": r.description}
+                for r in self.reasons
+            ],
+            "mitre_atlas": list(self.techniques),
+            "timestamp": self.timestamp,
+        }
+
+
+class Decision:
+    """The guard's verdict on one observed request.
+
+    ``risk`` is the client's current largest signal/threshold ratio (1.0 = a calibrated alert
+    threshold), ``peak_risk`` the highest it has been, ``queries`` how many queries the client has
+    sent, ``alert`` the event raised by this request (else None). ``reasons`` lists the signals at
+    or above half their threshold, strongest first.
+    """
+
+    __slots__ = ("client_id", "action", "risk", "peak_risk", "queries", "alert", "delay_s", "_stats", "_thresholds")
+
+    def __init__(self, client_id, action, risk, peak_risk, queries, stats, thresholds, alert=None, delay_s=0.0):
+        self.client_id = client_id
+        self.action = action
+        self.risk = risk
+        self.peak_risk = peak_risk
+        self.queries = queries
+        self.alert = alert
+        self.delay_s = delay_s
+        self._stats = stats
+        self._thresholds = thresholds
+
+    @property
+    def reasons(self) -> tuple[Reason, ...]:
+        return reasons_from(self._stats, self._thresholds)
+
+    def __repr__(self) -> str:
+        return (f"Decision(client_id={self.client_id!r}, action={self.action.name}, risk={self.risk:.3f}, "
+                f"peak_risk={self.peak_risk:.3f}, queries={self.queries})")
+
+
+def reasons_from(stats, thresholds, floor: float = 0.5) -> tuple[Reason, ...]:
+    """Signals whose statistic is at least ``floor`` of its threshold, strongest first."""
+    found = [Reason(SIGNALS[j], float(v), float(t)) for j, (v, t) in enumerate(zip(stats, thresholds))
+             if v / t >= floor]
+    return tuple(sorted(found, key=lambda r: -r.ratio))

@@ -1,0 +1,488 @@
+"""An independent decoder of the edgeguard sealed format v1, written from docs/FORMAT.md alone.
+
+It uses the `cryptography` package for primitives (AES-GCM, ChaCha20-Poly1305, SHA-256, HMAC,
+scrypt, X25519, ECDH, Ed25519, ECDSA) and nothing from edgeguard: HPKE (RFC 9180 base mode) is
+rebuilt here from HKDF and the DH primitives, so a wrapping that only agrees with itself would be
+caught. The differential tests require it to give the same plaintext, and the same accept/reject
+decision (the same error category), as edgeguard's C++ core on every vector and on generated files.
+
+Checks run in the order the spec reads: preamble, header, file size, signer, signature, chunk
+digests (verify), key unwrap, chunk tags (open), inner payload.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+
+# --- error categories (compared with edgeguard's exception types by the differential tests) ------
+
+
+class RefError(Exception):
+    category = "error"
+
+
+class RefFormatError(RefError):
+    category = "format"
+
+
+class RefVersionError(RefFormatError):
+    category = "version"
+
+
+class RefUntrustedError(RefError):
+    category = "untrusted"
+
+
+class RefNotRecipientError(RefError):
+    category = "not_recipient"
+
+
+class RefIntegrityError(RefError):
+    category = "integrity"
+
+
+class RefInnerFormatError(RefFormatError):
+    """The inner payload is malformed (only reachable behind a valid publisher signature)."""
+
+    category = "inner_format"
+
+
+# --- constants, all from docs/FORMAT.md -------------------------------------------------------
+
+MAGIC = b"EDGESEAL"
+MAX_HEADER = 1 << 20
+MIN_CHUNK, MAX_CHUNK = 1 << 12, 1 << 26
+MAX_COUNT = 1 << 32
+MAX_RECIPIENTS = 64
+MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE = 64, 64, 256
+MAX_NAME = 256
+MAX_JSON_INT = (1 << 53) - 1
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+WRAPPED = {"hpke-x25519": 80, "hpke-p256": 113, "scrypt": 48}
+HEX16 = re.compile(r"[0-9a-f]{16}\Z")
+
+@dataclass(frozen=True)
+class Passphrase:
+    """A passphrase identity that refuses stanzas whose scrypt work factor exceeds `max_log_n`."""
+
+    text: str | bytes
+    max_log_n: int = 22
+
+
+Identity = Union[x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey, str, bytes, Passphrase]
+Trusted = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
+
+
+# --- canonical JSON ------------------------------------------------------------------------------
+
+
+def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise RefFormatError("duplicate key")
+    return dict(pairs)
+
+
+def _no_float(_: str) -> Any:
+    raise RefFormatError("float")
+
+
+def _no_constant(_: str) -> Any:
+    raise RefFormatError("NaN/Infinity")
+
+
+def canonical_object(data: bytes, err: type[RefError] = RefFormatError) -> dict[str, Any]:
+    try:
+        text = data.decode("ascii")
+        obj = json.loads(text, object_pairs_hook=_no_dupes, parse_float=_no_float, parse_constant=_no_constant)
+    except RefFormatError:
+        raise err("non-canonical JSON") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise err("not JSON") from None
+    if not isinstance(obj, dict):
+        raise err("not an object")
+    if json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode() != data:
+        raise err("not canonical")
+    _no_nulls(obj, err)
+    return obj
+
+
+def _no_nulls(obj: Any, err: type[RefError]) -> None:
+    if obj is None:
+        raise err("null")
+    if isinstance(obj, dict):
+        for v in obj.values():
+            _no_nulls(v, err)
+    elif isinstance(obj, list):
+        for v in obj:
+            _no_nulls(v, err)
+
+
+def _b64(value: Any, n: int) -> bytes:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", value):
+        raise RefFormatError("base64")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise RefFormatError("base64") from None
+    if len(raw) != n or base64.b64encode(raw).decode() != value:
+        raise RefFormatError("base64 length or non-canonical")
+    return raw
+
+
+def _uint(value: Any, lo: int = 0, hi: int = MAX_JSON_INT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise RefFormatError("integer")
+    return value
+
+
+def _text(value: Any, lo: int, hi: int) -> str:
+    if not isinstance(value, str):
+        raise RefFormatError("string")
+    try:
+        n = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise RefFormatError("string is not UTF-8") from None
+    if not lo <= n <= hi:
+        raise RefFormatError("string length")
+    return value
+
+
+def _exact_keys(obj: Any, required: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+    if not isinstance(obj, dict) or not required <= set(obj) <= required | optional:
+        raise RefFormatError("fields")
+    return obj
+
+
+# --- header --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RefHeader:
+    raw: dict[str, Any]
+    cipher: str
+    chunk_size: int
+    payload_length: int
+    salt: bytes
+    signer_alg: str
+    signer_key_id: str
+    stanzas: list[dict[str, Any]]
+    kind: str
+
+    @property
+    def count(self) -> int:
+        return max(1, -(-self.payload_length // self.chunk_size))
+
+
+def parse_header(body: bytes) -> RefHeader:
+    obj = canonical_object(body)
+    _exact_keys(obj, {"cipher", "chunk_size", "payload_length", "salt", "signer", "recipients", "model", "payload"})
+    if obj["cipher"] not in ("aes-256-gcm", "chacha20-poly1305"):
+        raise RefFormatError("cipher")
+    cs = _uint(obj["chunk_size"], MIN_CHUNK, MAX_CHUNK)
+    if bin(cs).count("1") != 1:
+        raise RefFormatError("chunk size not a power of two")
+    pl = _uint(obj["payload_length"])
+    if max(1, -(-pl // cs)) > MAX_COUNT:
+        raise RefFormatError("too many chunks")
+    salt = _b64(obj["salt"], 32)
+    signer = _exact_keys(obj["signer"], {"alg", "key_id"})
+    if signer["alg"] not in ("ed25519", "ecdsa-p256-sha256"):
+        raise RefFormatError("signer alg")
+    if not isinstance(signer["key_id"], str) or not HEX16.match(signer["key_id"]):
+        raise RefFormatError("signer key id")
+    payload = _exact_keys(obj["payload"], {"kind"})
+    if payload["kind"] not in ("onnx", "safetensors", "raw"):
+        raise RefFormatError("payload kind")
+    recipients = obj["recipients"]
+    if not isinstance(recipients, list) or not 1 <= len(recipients) <= MAX_RECIPIENTS:
+        raise RefFormatError("recipients")
+    stanzas = []
+    for r in recipients:
+        if not isinstance(r, dict) or not isinstance(r.get("type"), str) or r["type"] not in WRAPPED:
+            raise RefFormatError("stanza type")
+        if r["type"] == "scrypt":
+            _exact_keys(r, {"type", "salt", "log_n", "wrapped"})
+            stanzas.append({"type": "scrypt", "salt": _b64(r["salt"], 16), "log_n": _uint(r["log_n"], 10, 22),
+                            "wrapped": _b64(r["wrapped"], 48)})  # fmt: skip
+        else:
+            _exact_keys(r, {"type", "key_id", "wrapped"})
+            if not isinstance(r["key_id"], str) or not HEX16.match(r["key_id"]):
+                raise RefFormatError("stanza key id")
+            stanzas.append({"type": r["type"], "key_id": r["key_id"], "wrapped": _b64(r["wrapped"], WRAPPED[r["type"]])})
+    if any(s["type"] == "scrypt" for s in stanzas) and len(stanzas) > 1:
+        raise RefFormatError("scrypt stanza not alone")
+    ids = [s["key_id"] for s in stanzas if "key_id" in s]
+    if len(ids) != len(set(ids)):
+        raise RefFormatError("duplicate stanza key id")
+    model = _exact_keys(obj["model"], {"name", "version", "created", "labels"}, {"not_before", "not_after"})
+    _text(model["name"], 1, MAX_NAME)
+    for k in ("version", "created", "not_before", "not_after"):
+        if k in model:
+            _uint(model[k])
+    if "not_before" in model and "not_after" in model and not model["not_before"] < model["not_after"]:
+        raise RefFormatError("validity window")
+    labels = model["labels"]
+    if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
+        raise RefFormatError("labels")
+    for k, v in labels.items():
+        _text(k, 1, MAX_LABEL_KEY)
+        _text(v, 0, MAX_LABEL_VALUE)
+    return RefHeader(obj, obj["cipher"], cs, pl, salt, signer["alg"], signer["key_id"], stanzas, payload["kind"])
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+def key_id(public_key: Any) -> str:
+    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()[:16]
+
+
+def _hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
+    return hmac.new(salt, ikm, hashlib.sha256).digest()
+
+
+def _hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
+    out, block, i = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + info + bytes([i]), hashlib.sha256).digest()
+        out += block
+        i += 1
+    return out[:length]
+
+
+def hpke_open_base(kem_id: int, private_key: Any, enc: bytes, ct: bytes, info: bytes) -> bytes:
+    """RFC 9180 base-mode single-shot open with HKDF-SHA256 and AES-256-GCM, from the primitives."""
+    kem_suite = b"KEM" + struct.pack(">H", kem_id)
+    suite = b"HPKE" + struct.pack(">HHH", kem_id, 0x0001, 0x0002)
+
+    def extract(sid: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:
+        return _hkdf_extract(salt, b"HPKE-v1" + sid + label + ikm)
+
+    def expand(sid: bytes, prk: bytes, label: bytes, info_: bytes, n: int) -> bytes:
+        return _hkdf_expand(prk, struct.pack(">H", n) + b"HPKE-v1" + sid + label + info_, n)
+
+    if kem_id == 0x0020:
+        pk_e = x25519.X25519PublicKey.from_public_bytes(enc)
+        dh = private_key.exchange(pk_e)  # raises ValueError for an all-zero shared secret
+        pk_rm = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    else:
+        pk_e = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), enc)
+        dh = private_key.exchange(ec.ECDH(), pk_e)
+        pk_rm = private_key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    eae_prk = extract(kem_suite, b"", b"eae_prk", dh)
+    shared = expand(kem_suite, eae_prk, b"shared_secret", enc + pk_rm, 32)
+    ctx = b"\x00" + extract(suite, b"", b"psk_id_hash", b"") + extract(suite, b"", b"info_hash", info)
+    secret = extract(suite, shared, b"secret", b"")
+    key = expand(suite, secret, b"key", ctx, 32)
+    nonce = expand(suite, secret, b"base_nonce", ctx, 12)
+    return AESGCM(key).decrypt(nonce, ct, b"")
+
+
+def unwrap_dek(h: RefHeader, identities: Sequence[Identity]) -> bytes:
+    ctx = b"edgeguard/v1 dek\x00" + h.salt
+    for ident in identities:
+        for s in h.stanzas:
+            try:
+                if isinstance(ident, (str, bytes, Passphrase)) and s["type"] == "scrypt":
+                    pp = ident if isinstance(ident, Passphrase) else Passphrase(ident)
+                    if s["log_n"] > pp.max_log_n:
+                        continue
+                    pw = pp.text.encode() if isinstance(pp.text, str) else pp.text
+                    k = Scrypt(salt=b"edgeguard/v1 scrypt\x00" + s["salt"], length=32, n=1 << s["log_n"], r=8, p=1).derive(pw)
+                    dek = ChaCha20Poly1305(k).decrypt(bytes(12), s["wrapped"], ctx)
+                elif isinstance(ident, x25519.X25519PrivateKey) and s["type"] == "hpke-x25519":
+                    if s["key_id"] != key_id(ident.public_key()):
+                        continue
+                    dek = hpke_open_base(0x0020, ident, s["wrapped"][:32], s["wrapped"][32:], ctx)
+                elif isinstance(ident, ec.EllipticCurvePrivateKey) and s["type"] == "hpke-p256":
+                    if s["key_id"] != key_id(ident.public_key()):
+                        continue
+                    dek = hpke_open_base(0x0010, ident, s["wrapped"][:65], s["wrapped"][65:], ctx)
+                else:
+                    continue
+            except (InvalidTag, ValueError):
+                continue
+            if len(dek) == 32:
+                return dek
+    raise RefNotRecipientError("no identity opens a stanza")
+
+
+def verify_signature(h: RefHeader, trusted: Sequence[Trusted], header_digest: bytes, root: bytes, sig: bytes) -> None:
+    message = b"edgeguard/v1 signature\x00" + header_digest + root
+    for pub in trusted:
+        alg = "ed25519" if isinstance(pub, ed25519.Ed25519PublicKey) else "ecdsa-p256-sha256"
+        if alg != h.signer_alg or key_id(pub) != h.signer_key_id:
+            continue
+        try:
+            if isinstance(pub, ed25519.Ed25519PublicKey):
+                pub.verify(sig, message)
+            else:
+                r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+                if not (1 <= r < P256_N and 1 <= s <= P256_N // 2):
+                    raise RefIntegrityError("ECDSA r/s out of range or high s")
+                pub.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise RefIntegrityError("bad signature") from None
+        return
+    raise RefUntrustedError("signer not trusted")
+
+
+# --- the container -------------------------------------------------------------------------------
+
+
+@dataclass
+class Decoded:
+    header: RefHeader
+    payload: bytes  # the whole plaintext payload (inner layout included); b"" for verify-only
+
+
+def _chunks(data: bytes, offset: int, h: RefHeader) -> list[bytes]:
+    out = []
+    for i in range(h.count):
+        n = min(h.chunk_size, h.payload_length - i * h.chunk_size) + 16
+        out.append(data[offset : offset + n])
+        offset += n
+    return out
+
+
+def decode(
+    data: bytes,
+    trusted: Sequence[Trusted],
+    identities: Sequence[Identity] = (),
+    *,
+    verify_only: bool = False,
+    check_inner: bool = True,
+) -> Decoded:
+    """Verifies (and unless `verify_only`, decrypts and, if `check_inner`, checks the inner payload
+    of) a sealed file."""
+    if len(data) < 16 or data[:8] != MAGIC:
+        raise RefFormatError("magic")
+    version, flags, header_len = struct.unpack(">HHI", data[8:16])
+    if version != 1:
+        raise RefVersionError("version")
+    if flags != 0:
+        raise RefFormatError("flags")
+    if not 1 <= header_len <= MAX_HEADER:
+        raise RefFormatError("header length")
+    if len(data) < 16 + header_len:
+        raise RefFormatError("file ends inside the header")
+    h = parse_header(data[16 : 16 + header_len])
+    payload_off = 16 + header_len + 96
+    if len(data) != payload_off + h.payload_length + 16 * h.count:
+        raise RefIntegrityError("size")
+    header_digest = hashlib.sha256(data[: 16 + header_len]).digest()
+    root, sig = data[16 + header_len : 48 + header_len], data[48 + header_len : payload_off]
+    verify_signature(h, trusted, header_digest, root, sig)
+    chunks = _chunks(data, payload_off, h)
+    computed = hashlib.sha256(
+        b"edgeguard/v1 chunks\x00" + struct.pack(">Q", h.count) + b"".join(hashlib.sha256(c).digest() for c in chunks)
+    ).digest()
+    if verify_only:
+        if computed != root:
+            raise RefIntegrityError("chunk root")
+        return Decoded(h, b"")
+    dek = unwrap_dek(h, identities)
+    okm = HKDF(hashes.SHA256(), 39, h.salt, b"edgeguard/v1 payload\x00" + h.cipher.encode()).derive(dek)
+    aead = (AESGCM if h.cipher == "aes-256-gcm" else ChaCha20Poly1305)(okm[:32])
+    parts = []
+    for i, c in enumerate(chunks):
+        nonce = okm[32:39] + struct.pack(">I", i) + (b"\x01" if i == h.count - 1 else b"\x00")
+        try:
+            parts.append(aead.decrypt(nonce, c, header_digest + struct.pack(">Q", i)))
+        except InvalidTag:
+            raise RefIntegrityError("tag") from None
+    if computed != root:
+        raise RefIntegrityError("chunk root")
+    payload = b"".join(parts)
+    if check_inner:
+        check_inner_payload(payload, h.kind)
+    return Decoded(h, payload)
+
+
+# --- the inner payload ---------------------------------------------------------------------------
+
+ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2,
+            "int8": 1, "uint64": 8, "uint32": 4, "uint16": 2, "uint8": 1, "bool": 1}  # fmt: skip
+KIND_SECTIONS = {"onnx": ["graph", "weights"], "safetensors": ["safetensors"], "raw": ["data"]}
+
+
+def _up(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def check_inner_payload(p: bytes, kind: str) -> dict[str, bytes]:
+    """Returns name -> section bytes; raises RefInnerFormatError unless the layout is exactly canonical."""
+    err = RefInnerFormatError
+    if len(p) < 12 or p[:8] != b"EGPAYLD1":
+        raise err("inner magic")
+    (n,) = struct.unpack(">I", p[8:12])
+    if 12 + n > len(p):
+        raise err("layout length")
+    layout = canonical_object(p[12 : 12 + n], err)
+    if set(layout) != {"sections", "tensors"} or not isinstance(layout["sections"], list) or not isinstance(layout["tensors"], list):
+        raise err("layout keys")
+    cursor, sections, names = 12 + n, {}, []
+    for e in layout["sections"]:
+        if not isinstance(e, dict) or set(e) != {"name", "length"} or not isinstance(e["name"], str):
+            raise err("section entry")
+        ln = e["length"]
+        if isinstance(ln, bool) or not isinstance(ln, int) or ln < 0:
+            raise err("section length")
+        start = _up(cursor, 4096)
+        if start + ln > len(p) or any(p[cursor:start]):
+            raise err("section bounds or padding")
+        sections[e["name"]] = p[start : start + ln]
+        names.append(e["name"])
+        cursor = start + ln
+    if cursor != len(p):
+        raise err("trailing bytes")
+    req = KIND_SECTIONS[kind]
+    extra = names[len(req) :]
+    if names[: len(req)] != req or any(x != "detector_profile" for x in extra) or len(extra) > 1:
+        raise err("section names")
+    off = 0
+    ends = []
+    for t in layout["tensors"]:
+        if kind != "onnx":
+            raise err("tensors outside onnx")
+        if not isinstance(t, dict) or set(t) != {"name", "dtype", "shape", "offset", "length"}:
+            raise err("tensor entry")
+        if not isinstance(t["name"], str) or not t["name"] or not isinstance(t["dtype"], str) or t["dtype"] not in ITEMSIZE:
+            raise err("tensor name/dtype")
+        shape = t["shape"]
+        if not isinstance(shape, list) or len(shape) > 16 or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape):
+            raise err("tensor shape")
+        size = ITEMSIZE[t["dtype"]]
+        for d in shape:
+            size *= d
+        if t["offset"] != off or t["length"] != size:
+            raise err("tensor table not canonical")
+        ends.append((off, off + size))
+        off = _up(off + size, 64)
+    if kind == "onnx":
+        weights = sections["weights"]
+        if len(weights) != (ends[-1][1] if ends else 0):
+            raise err("weights length")
+        for (_, end), (nxt, _) in zip(ends, ends[1:]):
+            if any(weights[end:nxt]):
+                raise err("tensor padding")
+    return sections

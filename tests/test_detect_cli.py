@@ -1,0 +1,80 @@
+import argparse
+
+import numpy as np
+import onnx
+import pytest
+
+from _detect_world import World
+from edgeguard import Profile
+from edgeguard.detect.cli import add_profile_parser, add_seal_arguments, profile_section, run_detector_demo, run_profile
+from edgeguard.errors import ProfileError
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="edgeguard")
+    add_profile_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def benign_npy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "benign.npy"
+    np.save(path, World().benign(300, np.random.default_rng(0)))
+    return path
+
+
+def test_profile_command_writes_a_loadable_profile(benign_npy, tmp_path, capsys):
+    out = tmp_path / "p.egprofile"
+    args = parse(["profile", str(benign_npy), "-o", str(out), "--target-fpr", "0.02", "--volume-budget", "900",
+                  "--sketch-dim", "12", "--domain", "0", "1"])
+    assert run_profile(args) == 0
+    profile = Profile.load(out)
+    assert profile.calibration["target_fpr"] == 0.02 and profile.thresholds[5] == 900
+    assert profile.hi[0] == pytest.approx(1.25) and profile.classes == 0
+    assert "signals armed" in capsys.readouterr().out
+
+
+def test_profile_command_with_model_arms_the_output_signal(benign_npy, tmp_path):
+    model = tmp_path / "m.onnx"
+    onnx.save(World().onnx_model(), model)
+    out = tmp_path / "p.egprofile"
+    assert run_profile(parse(["profile", str(benign_npy), "-o", str(out), "--model", str(model),
+                              "--sketch-dim", "12"])) == 0
+    profile = Profile.load(out)
+    assert profile.classes == 10 and profile.input_name == "x" and profile.thresholds[3] != float("inf")
+
+
+@pytest.mark.parametrize("content, message", [(b"not numpy", "cannot read"), (None, "cannot read")])
+def test_profile_command_reports_unreadable_input(tmp_path, capsys, content, message):
+    src = tmp_path / "in.npy"
+    if content is not None:
+        src.write_bytes(content)
+    assert run_profile(parse(["profile", str(src), "-o", str(tmp_path / "p")])) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_profile_command_reports_unusable_data(tmp_path, capsys):
+    src = tmp_path / "few.npy"
+    np.save(src, np.zeros((5, 8), np.float32))
+    assert run_profile(parse(["profile", str(src), "-o", str(tmp_path / "p")])) == 1
+    assert "at least 64" in capsys.readouterr().err
+
+
+def test_seal_option_yields_the_canonical_section(benign_npy, tmp_path):
+    out = tmp_path / "p.egprofile"
+    assert run_profile(parse(["profile", str(benign_npy), "-o", str(out), "--sketch-dim", "12"])) == 0
+    parser = argparse.ArgumentParser()
+    add_seal_arguments(parser)
+    assert profile_section(parser.parse_args([])) is None
+    assert profile_section(parser.parse_args(["--detector-profile", str(out)])) == out.read_bytes()
+    (tmp_path / "bad").write_bytes(b"EGDPROF\0junk")
+    with pytest.raises(ProfileError):
+        profile_section(parser.parse_args(["--detector-profile", str(tmp_path / "bad")]))
+
+
+def test_demo_shows_the_thief_alert_and_atlas_ids():
+    lines = []
+    run_detector_demo(lines.append)
+    text = "\n".join(lines)
+    assert "ALERT on client 'thief'" in text and "benign-app'" not in text.split("ALERT")[1].split("\n")[0]
+    assert "AML.T0024.002" in text and "AML.T0040" in text
