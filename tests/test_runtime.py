@@ -35,12 +35,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"tmp": tmp, "model": model, "keys": keys, "sealed": seal(model, tmp / "mlp.sealed", keys)}
 
 
-def _plain(model: Path, strict_like: bool) -> np.ndarray:
+def _plain(model: Path, strict_like: bool, x: np.ndarray = X) -> np.ndarray:
     options = ort.SessionOptions()
     if strict_like:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.add_session_config_entry("session.disable_prepacking", "1")
-    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"]).run(None, {"x": X})[0]
+    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
 
 
 @pytest.mark.parametrize("hygiene", ["strict", "fast"])
@@ -316,3 +316,15 @@ def test_signing_key_type_does_not_matter(env: dict[str, Any], tmp_path: Path) -
     seal_model(env["model"], sealed, signer=p256_signer, recipients=[load_recipient(keys.recipient_path)])
     with edgeguard.InferenceSession(sealed, identity=keys.identity_path, trust=p256_signer.verifying_key) as sess:
         assert sess.run(None, {"x": X})[0].shape == (5, 10)
+
+
+def test_real_detector_guard_wraps_runs(env: dict[str, Any]) -> None:
+    keys: Keys = env["keys"]
+    benign = np.random.default_rng(3).standard_normal((128, 32)).astype(np.float32)
+    profile = edgeguard.Profile.build(benign, streams=8, stream_length=100, seed=1)
+    guard = edgeguard.Guard(profile, seed=1)
+    with edgeguard.InferenceSession(env["sealed"], identity=keys.identity_path, trust=keys.trust, guard=guard) as sess:
+        out = sess.run(None, {"x": benign[:3]}, client_id="camera-1")
+    np.testing.assert_array_equal(out[0], _plain(env["model"], strict_like=True, x=benign[:3]))
+    assert guard.tracked("camera-1") and not guard.tracked("camera-2")
+
