@@ -13,6 +13,7 @@ namespace py = pybind11;
 using namespace edgeguard;
 
 void init_detector(py::module_& m);  // detector_bindings.cpp
+void init_secure_buffer(py::module_& m);
 
 namespace {
 
@@ -87,6 +88,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("NONCE_PREFIX_LEN") = kNoncePrefixLen;
   m.attr("MAX_CHUNK_SIZE") = kMaxChunkSize;
   init_detector(m);
+  init_secure_buffer(m);
 
   m.def("openssl_version", [] { return std::string(OpenSSL_version(OPENSSL_VERSION)); });
   m.def("hardware_threads", [] { return std::max(1u, std::thread::hardware_concurrency()); });

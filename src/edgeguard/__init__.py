@@ -22,6 +22,12 @@ from .errors import (
     UnsupportedVersionError,
     UntrustedSignerError,
 )
+from .keys import TrustStore, load_identity
+from .policy import VersionStore
+from .recipients.pkcs11 import Pkcs11Identity
+from .recipients.scrypt import PassphraseIdentity
+from .runtime import InferenceSession, open_sealed
+from .secure_memory import harden_process
 
 try:
     __version__ = version("edgeguard")
@@ -37,6 +43,14 @@ _LAZY = {
     "Policy": ".detect",
     "Profile": ".detect",
     "Reason": ".detect",
+    "InferenceSession": ".runtime",
+    "open_sealed": ".runtime",
+    "harden_process": ".secure_memory",
+    "Pkcs11Identity": ".recipients.pkcs11",
+    "PassphraseIdentity": ".recipients.scrypt",
+    "TrustStore": ".keys",
+    "VersionStore": ".policy",
+    "load_identity": ".keys",
 }
 
 

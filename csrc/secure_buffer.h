@@ -1,0 +1,55 @@
+// Secure memory for decrypted model payloads: a private anonymous mapping between two guard pages,
+// excluded from core dumps and from forked children, locked in RAM when the process may, and wiped
+// with OPENSSL_cleanse before it is unlocked and unmapped.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace edgeguard {
+
+class SecureRegion {
+ public:
+  // Maps `size` bytes (rounded up to whole pages, at least one) plus a PROT_NONE page either side.
+  // Throws std::system_error if the mapping itself fails; locking is best effort (see lock_errno).
+  explicit SecureRegion(size_t size);
+  ~SecureRegion();
+  SecureRegion(const SecureRegion&) = delete;
+  SecureRegion& operator=(const SecureRegion&) = delete;
+
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool locked() const { return locked_; }
+  int lock_errno() const { return lock_errno_; }  // 0 when locked
+  bool dontdump() const { return dontdump_; }
+  // "wipeonfork" (children see zeros), "dontfork" (children see no mapping) or "none".
+  const char* fork_protection() const { return fork_protection_; }
+
+  // Zeroes every byte, unlocks and releases the pages to the kernel; the range stays mapped
+  // (reads give zeros) until destruction, so a reader that still holds a pointer can never fault.
+  // Idempotent.
+  void wipe();
+  // Write-protects the data pages (true) or makes them writable again (false). Throws on failure.
+  void set_readonly(bool readonly);
+
+ private:
+  uint8_t* base_ = nullptr;  // start of the whole mapping, first guard page
+  size_t mapped_ = 0;        // whole mapping, guard pages included
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  size_t data_span_ = 0;     // size_ rounded up to pages
+  bool locked_ = false;
+  int lock_errno_ = 0;
+  bool dontdump_ = false;
+  bool readonly_ = false;
+  bool wiped_ = false;
+  const char* fork_protection_ = "none";
+};
+
+// prctl(PR_SET_DUMPABLE, 0): no core dumps, and /proc/<pid>/mem and ptrace need CAP_SYS_PTRACE.
+// Returns 0 or errno.
+int set_non_dumpable();
+// Returns prctl(PR_GET_DUMPABLE): 1 dumpable, 0 not, -1 on error.
+int get_dumpable();
+
+}  // namespace edgeguard

@@ -1,0 +1,528 @@
+"""The on-device runtime: open a sealed model with the device's key, verify it, decrypt it into
+locked memory and run it in onnxruntime without plaintext touching the disk.
+
+Security properties:
+
+* Nothing is decrypted for the caller before the publisher's signature, every chunk digest and
+  every AEAD tag verified (:func:`~edgeguard.unseal.open_sealed_file`), and the signed validity
+  window and anti-rollback policy passed. Any failure wipes the secure buffer.
+* The plaintext payload lives only in a :class:`~edgeguard.secure_memory.SecureBuffer`.
+  ``hygiene="strict"`` makes onnxruntime read the weights in place from it (no copy of the
+  weights in onnxruntime's heap; graph optimizations and prepacking off). ``hygiene="fast"``
+  lets onnxruntime copy, prepack and optimize, then wipes and releases the buffer at once.
+* onnxruntime is never allowed to write a derived model, a profile or an EP cache to disk.
+
+This module never imports ``onnx``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import re
+import sys
+import time
+import weakref
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import FormatError
+from .format import ModelInfo
+from .keys import TrustStore, VerifyingKey, load_identity
+from .payload import DTYPES, Layout
+from .policy import Clock, VersionStore, check_validity
+from .recipients import Identity
+from .recipients.pkcs11 import Pkcs11Identity
+from .recipients.scrypt import PassphraseIdentity
+from .safetensors_payload import safetensors_views
+from .secure_memory import MemoryReport, SecureBuffer, memory_report
+from .unseal import Opened, open_sealed_file
+
+# onnxruntime (1.32, Linux) opens a telemetry store under ~/.cache/Microsoft/DeveloperTools when it is
+# imported and logs session events to it; a device runtime must write nothing. The variable only
+# works if onnxruntime is not imported yet; disable_telemetry_events() stops the events otherwise.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+import onnxruntime as ort  # noqa: E402
+
+ort.disable_telemetry_events()
+
+_log = logging.getLogger(__name__)
+HYGIENE_MODES = ("strict", "fast")
+WEIGHTS_LOCATION = "edgeguard.weights"  # same as onnx_payload.WEIGHTS_LOCATION (which imports onnx)
+_STRICT_CONFIG = {
+    # onnxruntime >= 1.31: use the in-memory external data in place instead of copying it.
+    "session.use_external_initializer_file_buffers_directly": "1",
+    # Prepacking makes an (unwipeable) reordered copy of every prepackable weight.
+    "session.disable_prepacking": "1",
+}
+# Provider option names that make an execution provider write engines, contexts or dumps to disk.
+_DISK_WRITING_OPTION = re.compile(r"cache|dump|context|profil|save|serializ", re.IGNORECASE)
+
+IdentityLike = Any  # Identity | path | PEM bytes | "pkcs11:" URI | a sequence of these
+TrustLike = Any  # TrustStore | VerifyingKey | path | PEM bytes | a sequence of these
+
+
+def resolve_identities(identity: IdentityLike, passphrase: str | bytes | None = None) -> list[Identity]:
+    """Turns the accepted identity forms into Identity objects.
+
+    Accepts an object with ``unwrap(stanzas, file_salt)``, a PEM file path (permission-checked),
+    PEM bytes, an RFC 7512 ``pkcs11:`` URI, or a list of these; plus an optional passphrase.
+
+    Raises:
+        ValueError: neither an identity nor a passphrase, or a malformed pkcs11 URI.
+        TypeError: an identity of an unsupported type.
+        KeyFileError: a key file or token cannot be used (TokenError for a token).
+    """
+    out: list[Identity] = []
+    if passphrase is not None:
+        out.append(PassphraseIdentity(passphrase))
+    pending = list(identity) if isinstance(identity, (list, tuple)) else ([] if identity is None else [identity])
+    for item in pending:
+        if isinstance(item, str) and item.startswith("pkcs11:"):
+            out.append(Pkcs11Identity(item))
+        elif isinstance(item, (str, os.PathLike, bytes)):
+            out.append(load_identity(item))
+        elif callable(getattr(item, "unwrap", None)):
+            out.append(item)
+        else:
+            raise TypeError(f"unsupported identity type {type(item).__name__}")
+    if not out:
+        raise ValueError("an identity (device key) or a passphrase is needed to open a sealed model")
+    return out
+
+
+def resolve_trust(trust: TrustLike) -> TrustStore:
+    """A TrustStore from a TrustStore, VerifyingKey, PEM path or bytes, or a list of these.
+
+    Raises:
+        ValueError: no publisher key at all (loading would then trust nobody).
+        KeyFileError: a file is not a usable publisher public key.
+    """
+    if isinstance(trust, TrustStore):
+        store = trust
+    else:
+        items = list(trust) if isinstance(trust, (list, tuple)) else ([] if trust is None else [trust])
+        store = TrustStore(k if isinstance(k, VerifyingKey) else VerifyingKey.load(k) for k in items)
+    if len(store) == 0:
+        raise ValueError("the trust store is empty: give the publisher's public key(s) in trust=")
+    return store
+
+
+def _open_verified(
+    path: str | os.PathLike[str],
+    identity: IdentityLike,
+    trust: TrustLike,
+    passphrase: str | bytes | None,
+    clock: Clock,
+    version_store: VersionStore | str | os.PathLike[str] | None,
+    threads: int,
+) -> Opened:
+    identities = resolve_identities(identity, passphrase)
+    opened = open_sealed_file(path, identities, resolve_trust(trust), allocate=SecureBuffer, threads=threads)
+    if not opened.buffer.locked:
+        report = memory_report(opened.buffer)
+        limit = "unlimited" if report.memlock_limit is None else f"{report.memlock_limit} bytes"
+        _log.warning(
+            "could not lock %d bytes of decrypted model in RAM (%s; RLIMIT_MEMLOCK %s): it may be swapped out; "
+            "raise the limit or grant CAP_IPC_LOCK", report.size, report.lock_error, limit,
+        )  # fmt: skip
+    try:
+        model = opened.container.header.model
+        check_validity(model, clock())
+        if version_store is not None:
+            store = version_store if isinstance(version_store, VersionStore) else VersionStore(version_store)
+            store.check_and_record(model.name, model.version)
+        opened.buffer.make_readonly()  # nothing writes the plaintext again; a stray write faults
+    except BaseException:
+        opened.buffer.close()
+        raise
+    return opened
+
+
+def _wipe_bytes(data: bytes) -> None:
+    # onnxruntime only takes a model in memory as `bytes`, which Python cannot wipe; overwrite the
+    # object's storage in place once onnxruntime has parsed it (CPython layout: ob_sval at the
+    # end of the fixed-size header, whose size is that of b"" minus its NUL).
+    ctypes.memset(id(data) + sys.getsizeof(b"") - 1, 0, len(data))
+
+
+# SessionOptions that already carry one sealed model's in-memory weights: reusing one would hand a
+# second session the first model's (possibly wiped) buffer under the same name.
+_USED_OPTIONS: weakref.WeakSet[ort.SessionOptions] = weakref.WeakSet()
+
+
+def _check_no_disk_writes(options: ort.SessionOptions, providers: Any, provider_options: Any) -> None:
+    if options in _USED_OPTIONS:
+        raise ValueError("this SessionOptions already served a sealed model; pass a fresh one per session")
+    if options.optimized_model_filepath:
+        raise ValueError("optimized_model_filepath would write the decrypted model to disk; it is refused")
+    if options.enable_profiling:
+        raise ValueError("enable_profiling writes a profile file naming every node; it is refused")
+    if _config_entry(options, "ep.context_enable") not in ("", "0"):
+        raise ValueError("ep.context_enable writes a compiled model to disk; it is refused")
+    groups: list[Mapping[str, Any]] = list(provider_options or [])
+    groups += [p[1] for p in providers or [] if isinstance(p, tuple) and len(p) == 2]
+    for group in groups:
+        for key, value in group.items():
+            if _DISK_WRITING_OPTION.search(str(key)) and str(value).lower() not in ("", "0", "false"):
+                raise ValueError(f"provider option {key!r} may write derived models or caches to disk; it is refused")
+
+
+def _config_entry(options: ort.SessionOptions, key: str) -> str:
+    try:
+        return options.get_session_config_entry(key)
+    except RuntimeError:  # onnxruntime raises when the key was never set
+        return ""
+
+
+def _keep_alive(_obj: object) -> None:
+    """Finalizer whose only job is to hold its argument until the watched object dies."""
+
+
+def _model_info_str(model: ModelInfo) -> str:
+    return f"{model.name!r} v{model.version}"
+
+
+class InferenceSession:
+    """An onnxruntime InferenceSession over a sealed model, loaded without plaintext on disk.
+
+    ``InferenceSession(path, sess_options=None, providers=None, provider_options=None, *,
+    identity=..., trust=..., hygiene="strict")``: the first four arguments are onnxruntime's and
+    are passed through (`sess_options` is modified: see below). `identity` is the device key (see
+    :func:`resolve_identities`; or `passphrase=`), `trust` the publisher keys (see
+    :func:`resolve_trust`).
+
+    hygiene="strict" (default): the weights stay in the locked, non-dumpable secure buffer and
+    onnxruntime reads them in place; `sess_options` gets graph optimizations disabled
+    (``ORT_DISABLE_ALL``: optimizations that rewrite weights would copy them into onnxruntime's
+    heap; optimize offline at seal time instead with ``edgeguard seal --optimize``) and
+    prepacking disabled. Inference is slower (no prepacked kernels).
+    hygiene="fast": onnxruntime copies the weights and may prepack and optimize them (plain
+    onnxruntime speed); the secure buffer is wiped and released as soon as the session exists,
+    but the weights then live for the session's life in onnxruntime's ordinary heap.
+
+    `guard`: any object with ``observe(client_id, inputs, outputs) -> decision`` and
+    ``apply(decision, outputs) -> outputs`` (edgeguard's extraction detector). When given,
+    every :meth:`run` reports its inputs and outputs to it and returns what ``apply`` returns;
+    ``apply`` raises (a typed error of the guard's) to block a request.
+
+    `clock` is injectable for tests; `version_store` (a path or VersionStore) turns on
+    anti-rollback.
+
+    Raises:
+        FormatError, UnsupportedVersionError: malformed file, or not an ONNX payload.
+        UntrustedSignerError: the signer is not in `trust`.
+        NotARecipientError: `identity` cannot open the file.
+        IntegrityError: the file is not exactly what the publisher signed.
+        NotYetValidError, ExpiredError: outside the signed validity window.
+        RollbackError: an older version than one already loaded (with `version_store`).
+        KeyFileError: an identity or trust key cannot be loaded (TokenError: a PKCS#11 token).
+        ValueError: bad `hygiene`, no identity, empty trust, or options that would write to disk.
+        OSError: the file cannot be read.
+        onnxruntime's own errors if it rejects the (authentic) model or the options.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        sess_options: ort.SessionOptions | None = None,
+        providers: Sequence[Any] | None = None,
+        provider_options: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        identity: IdentityLike = None,
+        trust: TrustLike = None,
+        passphrase: str | bytes | None = None,
+        hygiene: str = "strict",
+        guard: Any = None,
+        version_store: VersionStore | str | os.PathLike[str] | None = None,
+        clock: Clock = time.time,
+        threads: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        if hygiene not in HYGIENE_MODES:
+            raise ValueError(f"hygiene must be one of {', '.join(HYGIENE_MODES)}")
+        options = sess_options if sess_options is not None else ort.SessionOptions()
+        _check_no_disk_writes(options, providers, provider_options)
+        self._guard = guard
+        self._ort: ort.InferenceSession | None = None
+        self._buffer: SecureBuffer | None = None
+        self.hygiene = hygiene
+        opened = _open_verified(path, identity, trust, passphrase, clock, version_store, threads)
+        buffer = opened.buffer
+        try:
+            if opened.container.header.payload_kind != "onnx":
+                raise FormatError(
+                    f"this sealed file holds a {opened.container.header.payload_kind} payload, not an ONNX model; "
+                    "use edgeguard.open_sealed"
+                )
+            self.metadata: ModelInfo = opened.container.header.model
+            self.memory: MemoryReport = memory_report(buffer)
+            self.detector_profile = _section_bytes(opened, "detector_profile")
+            session = self._create(opened, options, providers, provider_options, kwargs)
+        except BaseException:
+            buffer.close()
+            raise
+        # onnxruntime keeps raw pointers into the buffer (the session in strict mode, the options'
+        # in-memory file table in both modes) but no Python reference: tie the mapping's lifetime
+        # to both objects so it is never unmapped under them. A closed buffer holds no RAM.
+        session._edgeguard_weights = buffer  # type: ignore[attr-defined]
+        weakref.finalize(options, _keep_alive, buffer)
+        if hygiene == "strict":
+            self._buffer = buffer
+        else:
+            buffer.close()  # onnxruntime copied everything it needs during session creation
+        self._ort = session
+
+    def _create(
+        self, opened: Opened, options: ort.SessionOptions, providers: Any, provider_options: Any, kwargs: dict[str, Any]
+    ) -> ort.InferenceSession:
+        layout, buffer = opened.layout, opened.buffer
+        if self.hygiene == "strict":
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            for key, value in _STRICT_CONFIG.items():
+                options.add_session_config_entry(key, value)
+        weights = layout.section(buffer, "weights")
+        graph = bytes(layout.section(buffer, "graph"))
+        try:
+            if len(weights):
+                options.add_external_initializers_from_files_in_memory([WEIGHTS_LOCATION], [weights], [len(weights)])
+                _USED_OPTIONS.add(options)
+            return ort.InferenceSession(graph, sess_options=options, providers=providers, provider_options=provider_options, **kwargs)
+        finally:
+            weights.release()
+            _wipe_bytes(graph)
+
+    def _session(self) -> ort.InferenceSession:
+        if self._ort is None:
+            raise ValueError("the InferenceSession is closed")
+        return self._ort
+
+    def run(
+        self,
+        output_names: Sequence[str] | None,
+        input_feed: Mapping[str, Any],
+        run_options: ort.RunOptions | None = None,
+        *,
+        client_id: Any = None,
+    ) -> list[Any]:
+        """onnxruntime's ``run``; with a guard, its decision is applied to the outputs.
+
+        Raises:
+            ValueError: the session is closed.
+            whatever onnxruntime raises for bad inputs, and whatever ``guard.apply`` raises to block.
+        """
+        outputs = self._session().run(output_names, input_feed, run_options)
+        if self._guard is None:
+            return outputs
+        decision = self._guard.observe(client_id, input_feed, outputs)
+        return self._guard.apply(decision, outputs)
+
+    def get_inputs(self) -> list[Any]:
+        return self._session().get_inputs()
+
+    def get_outputs(self) -> list[Any]:
+        return self._session().get_outputs()
+
+    def get_overridable_initializers(self) -> list[Any]:
+        return self._session().get_overridable_initializers()
+
+    def get_modelmeta(self) -> Any:
+        return self._session().get_modelmeta()
+
+    def get_providers(self) -> list[str]:
+        return self._session().get_providers()
+
+    def get_provider_options(self) -> dict[str, Any]:
+        return self._session().get_provider_options()
+
+    def get_session_options(self) -> ort.SessionOptions:
+        return self._session().get_session_options()
+
+    @property
+    def closed(self) -> bool:
+        return self._ort is None
+
+    def close(self) -> None:
+        """Releases the onnxruntime session and wipes the weights. Idempotent.
+
+        A ``run`` still in progress in another thread keeps the memory mapped (it reads zeros
+        and returns garbage rather than crash); nothing can fault.
+        """
+        buffer, self._ort, self._buffer = self._buffer, None, None
+        if buffer is not None:
+            buffer.close()
+
+    def __enter__(self) -> InferenceSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> None:  # type: ignore[override]
+        raise TypeError("an edgeguard InferenceSession holds decrypted weights and cannot be pickled")
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else self.hygiene
+        return f"edgeguard.InferenceSession({_model_info_str(self.metadata)}, {state})"
+
+
+def _section_bytes(opened: Opened, name: str) -> bytes | None:
+    if name not in opened.layout.sections:
+        return None
+    return bytes(opened.layout.section(opened.buffer, name))
+
+
+def _tensor_views(opened: Opened) -> dict[str, np.ndarray]:
+    kind, layout, buffer = opened.container.header.payload_kind, opened.layout, opened.buffer
+    if kind == "safetensors":
+        return safetensors_views(layout.section(buffer, "safetensors"))
+    if kind == "raw":
+        data = np.frombuffer(layout.section(buffer, "data"), dtype=np.uint8)
+        return {"data": data}
+    return _onnx_weight_views(layout, buffer)
+
+
+def _onnx_weight_views(layout: Layout, buffer: Any) -> dict[str, np.ndarray]:
+    weights = layout.section(buffer, "weights")
+    out = {}
+    for t in layout.tensors:
+        dtype = np.dtype(DTYPES[t.dtype]).newbyteorder("<")
+        out[t.name] = np.frombuffer(weights[t.offset : t.offset + t.length], dtype=dtype).reshape(t.shape)
+    return out
+
+
+class SealedTensors:
+    """Read-only numpy views of a sealed payload's tensors, backed by the secure buffer.
+
+    ``tensors`` maps names to arrays: every tensor of a safetensors payload (BF16 as uint16),
+    ``{"data": uint8 array}`` for a raw payload, the large initializers of an ONNX payload.
+    On close() (or leaving the ``with`` block) the buffer is wiped: views kept past that read
+    zeros; they can never crash the process.
+    """
+
+    def __init__(self, opened: Opened) -> None:
+        self.metadata: ModelInfo = opened.container.header.model
+        self.kind: str = opened.container.header.payload_kind
+        self.memory: MemoryReport = memory_report(opened.buffer)
+        self.detector_profile = _section_bytes(opened, "detector_profile")
+        self._buffer: SecureBuffer | None = opened.buffer
+        self.tensors: dict[str, np.ndarray] = _tensor_views(opened)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.tensors[name]
+
+    def keys(self) -> Iterable[str]:
+        return self.tensors.keys()
+
+    @property
+    def closed(self) -> bool:
+        return self._buffer is None
+
+    def close(self) -> None:
+        """Wipes the plaintext. Idempotent."""
+        buffer, self._buffer = self._buffer, None
+        if buffer is not None:
+            buffer.close()
+
+    def __enter__(self) -> SealedTensors:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> None:  # type: ignore[override]
+        raise TypeError("SealedTensors holds decrypted data and cannot be pickled")
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self.tensors)} tensors"
+        return f"SealedTensors({_model_info_str(self.metadata)}, {self.kind}, {state})"
+
+
+def open_sealed(
+    path: str | os.PathLike[str],
+    *,
+    identity: IdentityLike = None,
+    trust: TrustLike = None,
+    passphrase: str | bytes | None = None,
+    version_store: VersionStore | str | os.PathLike[str] | None = None,
+    clock: Clock = time.time,
+    threads: int = 0,
+) -> SealedTensors:
+    """Verifies and decrypts a sealed safetensors or raw payload (or an ONNX model's weights) into
+    secure memory; use as a context manager.
+
+    Raises:
+        the same errors as :class:`InferenceSession` (except onnxruntime's).
+    """
+    opened = _open_verified(path, identity, trust, passphrase, clock, version_store, threads)
+    try:
+        return SealedTensors(opened)
+    except BaseException:
+        opened.buffer.close()
+        raise
+
+
+_SAMPLE_DTYPES = {
+    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}  # fmt: skip
+
+
+def sample_inputs(inputs: Sequence[Any], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic random feeds for onnxruntime input metadata (symbolic dims: `batch`, then 1).
+
+    Raises:
+        ValueError: an input type the demo cannot synthesise.
+    """
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for meta in inputs:
+        if meta.type not in _SAMPLE_DTYPES:
+            raise ValueError(f"cannot make sample data for input {meta.name!r} of type {meta.type}")
+        dims = [d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(meta.shape)]
+        dtype = np.dtype(_SAMPLE_DTYPES[meta.type])
+        if dtype.kind == "f":
+            feeds[meta.name] = rng.standard_normal(dims).astype(dtype)
+        else:
+            feeds[meta.name] = rng.integers(0, 2 if dtype.kind == "b" else 10, size=dims).astype(dtype)
+    return feeds
+
+
+def _describe(row: np.ndarray) -> str:
+    if row.ndim == 1 and row.size > 1 and np.issubdtype(row.dtype, np.floating):
+        return f"class {int(np.argmax(row))} ({float(np.max(row)):.4f})"
+    return np.array2string(row.ravel()[:4], precision=4)
+
+
+def run_runtime_demo(
+    sealed_path: str | os.PathLike[str],
+    identity_path: str | os.PathLike[str],
+    trust_path: str | os.PathLike[str],
+    model_path: str | os.PathLike[str],
+    print_fn: Any = print,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    samples: int = 4,
+) -> float:
+    """Loads the sealed model in strict mode, runs `inputs` (or `samples` synthetic rows), and
+    prints each prediction next to plain onnxruntime's on the original model. Returns the largest
+    absolute difference.
+
+    Raises:
+        everything :class:`InferenceSession` raises; ValueError for inputs it cannot synthesise.
+    """
+    with InferenceSession(sealed_path, identity=identity_path, trust=trust_path, hygiene="strict") as session:
+        feeds = dict(inputs) if inputs is not None else sample_inputs(session.get_inputs(), samples)
+        samples = len(next(iter(feeds.values())))
+        ours = session.run(None, feeds)
+        report = session.memory
+    plain = ort.InferenceSession(os.fspath(model_path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    locked = "locked" if report.locked else f"not locked: {report.lock_error}"
+    print_fn(f"strict load: {report.size} bytes of secure memory ({locked}), weights read in place")
+    for i in range(samples):
+        print_fn(f"  sample {i}: edgeguard {_describe(ours[0][i])}   onnxruntime {_describe(plain[0][i])}")
+    diff = max(float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0)) for a, b in zip(ours, plain))
+    print_fn(f"  largest difference over all outputs: {diff:.3g}")
+    return diff

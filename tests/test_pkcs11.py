@@ -1,0 +1,180 @@
+"""Token identities: the RFC 9180 receiver against the RFC's vectors and cryptography's HPKE, and
+end-to-end loads from a real SoftHSM2 token whose private key never leaves it."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pickle
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
+from runtime_support import make_keys, make_mlp
+
+import edgeguard
+from edgeguard.errors import KeyFileError, NotARecipientError
+from edgeguard.keys import key_id, load_recipient
+from edgeguard.recipients import wrap_context
+from edgeguard.recipients.pkcs11 import AEAD_AES_128_GCM, Pkcs11Identity, TokenError, hpke_p256_open, parse_pkcs11_uri
+from edgeguard.seal import seal_model
+
+h = bytes.fromhex
+
+# RFC 9180 Appendix A.3.1: DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-128-GCM, base mode, seq 0.
+# (The RFC has no P-256/SHA-256/AES-256-GCM vector; the KEM and key schedule are the same code.)
+A31 = {
+    "info": h("4f6465206f6e2061204772656369616e2055726e"),
+    "skRm": h("f3ce7fdae57e1a310d87f1ebbde6f328be0a99cdbcadf4d6589cf29de4b8ffd2"),
+    "pkRm": h(
+        "04fe8c19ce0905191ebc298a9245792531f26f0cece2460639e8bc39cb7f706a826a779b4cf969b8a0e539c7f62fb3d30ad6aa"
+        "8f80e30f1d128aafd68a2ce72ea0"
+    ),
+    "enc": h(
+        "04a92719c6195d5085104f469a8b9814d5838ff72b60501e2c4466e5e67b325ac98536d7b61a1af4b78e5b7f951c0900be863c"
+        "403ce65c9bfcb9382657222d18c4"
+    ),
+    "aad": h("436f756e742d30"),
+    "ct": h("5ad590bb8baa577f8619db35a36311226a896e7342a6d836d8b7bcd2f20b6c7f9076ac232e3ab2523f39513434"),
+    "pt": h("4265617574792069732074727574682c20747275746820626561757479"),
+}
+
+
+def _software_dh(private_key: ec.EllipticCurvePrivateKey) -> Any:
+    return lambda enc: private_key.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), enc))
+
+
+def _point(public_key: ec.EllipticCurvePublicKey) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+
+def test_receiver_matches_rfc9180_test_vector() -> None:
+    sk = ec.derive_private_key(int.from_bytes(A31["skRm"], "big"), ec.SECP256R1())
+    assert _point(sk.public_key()) == A31["pkRm"]
+    wrapped = A31["enc"] + A31["ct"]
+    opened = hpke_p256_open(wrapped, A31["pkRm"], _software_dh(sk), A31["info"], A31["aad"], AEAD_AES_128_GCM)
+    assert opened == A31["pt"]
+    with pytest.raises(InvalidTag):
+        hpke_p256_open(wrapped, A31["pkRm"], _software_dh(sk), A31["info"] + b"!", A31["aad"], AEAD_AES_128_GCM)
+
+
+def test_receiver_opens_what_cryptography_suite_encrypts() -> None:
+    sk = ec.generate_private_key(ec.SECP256R1())
+    suite = Suite(KEM.P256, KDF.HKDF_SHA256, AEAD.AES_256_GCM)  # what `edgeguard seal` uses for hpke-p256
+    for _ in range(3):
+        dek, salt = os.urandom(32), os.urandom(32)
+        wrapped = suite.encrypt(dek, sk.public_key(), info=wrap_context(salt))
+        assert hpke_p256_open(wrapped, _point(sk.public_key()), _software_dh(sk), wrap_context(salt)) == dek
+        with pytest.raises(InvalidTag):
+            hpke_p256_open(wrapped, _point(sk.public_key()), _software_dh(sk), wrap_context(os.urandom(32)))
+
+
+def test_uri_parsing() -> None:
+    path, query = parse_pkcs11_uri("pkcs11:token=My%20Device;object=edge;id=%01%02?module-path=/x.so&pin-value=12%3B4")
+    assert path == {"token": b"My Device", "object": b"edge", "id": b"\x01\x02"}
+    assert query == {"module-path": "/x.so", "pin-value": "12;4"}
+    for bad in ("file:/x", "pkcs11:token=a;bogus=1", "pkcs11:token=a;token=b", "pkcs11:object=a;type=public", "pkcs11:token"):
+        with pytest.raises(ValueError):
+            parse_pkcs11_uri(bad)
+
+
+def _softhsm_module() -> str | None:
+    found = glob.glob("/usr/lib/softhsm/libsofthsm2.so") + glob.glob("/usr/lib/*/softhsm/libsofthsm2.so")
+    return found[0] if found else None
+
+
+@pytest.fixture(scope="module")
+def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    module = _softhsm_module()
+    try:
+        import pkcs11
+    except ImportError:
+        module = None
+    if module is None or shutil.which("softhsm2-util") is None:
+        if os.geteuid() == 0:
+            pytest.fail("SoftHSM2 or python-pkcs11 is missing: run tools/setup-softhsm.sh (CI must not skip this)")
+        pytest.skip("SoftHSM2 or python-pkcs11 is not installed and installing them needs root (tools/setup-softhsm.sh)")
+    from pkcs11 import Attribute, KeyType, ObjectClass
+    from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
+
+    tmp = tmp_path_factory.mktemp("softhsm")
+    (tmp / "tokens").mkdir()
+    conf = tmp / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tmp / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    old_conf = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    try:
+        subprocess.run(
+            ["softhsm2-util", "--init-token", "--free", "--label", "edge-device", "--so-pin", "5678", "--pin", "1234"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        tok = pkcs11.lib(module).get_token(token_label="edge-device")
+        with tok.open(rw=True, user_pin="1234") as session:
+            params = session.create_domain_parameters(
+                KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True
+            )
+            public, private = params.generate_keypair(
+                store=True, label="edgeguard-device", id=b"\x42",
+                private_template={Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: True, Attribute.DERIVE: True},
+            )  # fmt: skip
+            assert private[Attribute.EXTRACTABLE] is False and private[Attribute.SENSITIVE] is True
+            public_key = serialization.load_der_public_key(encode_ec_public_key(public))
+            with pytest.raises(pkcs11.exceptions.PKCS11Error):  # the token refuses to export it
+                private[Attribute.VALUE]
+            assert session.get_key(object_class=ObjectClass.PRIVATE_KEY, label="edgeguard-device") is not None
+        recipient_pem = tmp / "device.pub"
+        recipient_pem.write_bytes(
+            public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        yield {"module": module, "recipient": recipient_pem, "public_key": public_key, "tmp": tmp}
+    finally:
+        if old_conf is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = old_conf
+
+
+def test_sealed_model_loads_with_the_token_key(token: dict[str, Any], tmp_path: Path) -> None:
+    keys = make_keys(tmp_path)
+    model = make_mlp(tmp_path / "m.onnx", widths=(16, 64, 3))
+    sealed = tmp_path / "m.sealed"
+    # Sealed to the token's public key and to an ordinary device key: the token picks its own stanza.
+    seal_model(model, sealed, signer=keys.signer, recipients=[load_recipient(keys.recipient_path), load_recipient(token["recipient"])])
+    uri = f"pkcs11:token=edge-device;object=edgeguard-device?module-path={token['module']}&pin-value=1234"
+    x = np.ones((2, 16), np.float32)
+    with edgeguard.InferenceSession(sealed, identity=uri, trust=keys.trust) as by_token:
+        with edgeguard.InferenceSession(sealed, identity=keys.identity_path, trust=keys.trust) as by_file:
+            np.testing.assert_array_equal(by_token.run(None, {"x": x})[0], by_file.run(None, {"x": x})[0])
+    identity = Pkcs11Identity("pkcs11:token=edge-device;id=%42", pin="1234", module_path=token["module"])
+    assert identity.key_id == key_id(token["public_key"])
+    assert "1234" not in repr(identity) and "edge-device" in repr(identity)
+    with pytest.raises(TypeError, match="pickled"):
+        pickle.dumps(identity)
+    other = tmp_path / "other.sealed"
+    seal_model(model, other, signer=keys.signer, recipients=[load_recipient(keys.recipient_path)])
+    with pytest.raises(NotARecipientError):
+        edgeguard.InferenceSession(other, identity=identity, trust=keys.trust)
+
+
+def test_token_errors_are_typed_and_hide_the_pin(token: dict[str, Any], tmp_path: Path) -> None:
+    module = token["module"]
+    pin_file = tmp_path / "pin"
+    pin_file.write_text("1234\n")
+    assert Pkcs11Identity(f"pkcs11:token=edge-device;object=edgeguard-device?pin-source=file:{pin_file}", module_path=module).key_id
+    with pytest.raises(TokenError, match="PinIncorrect") as info:
+        Pkcs11Identity("pkcs11:token=edge-device;object=edgeguard-device?pin-value=9999", module_path=module)
+    assert "9999" not in str(info.value)
+    with pytest.raises(TokenError, match="NoSuchToken"):
+        Pkcs11Identity("pkcs11:token=absent;object=edgeguard-device", pin="1234", module_path=module)
+    with pytest.raises(TokenError, match="0 matching public keys"):
+        Pkcs11Identity("pkcs11:token=edge-device;object=nothing", pin="1234", module_path=module)
+    with pytest.raises(TokenError, match="cannot load the PKCS#11 module"):
+        Pkcs11Identity("pkcs11:token=edge-device;object=x", pin="1234", module_path=str(tmp_path / "missing.so"))
+    assert issubclass(TokenError, KeyFileError)
