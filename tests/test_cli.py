@@ -320,14 +320,44 @@ def test_help_documents_exit_codes_and_version() -> None:
     assert set(CODES.values()) == {EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTEGRITY, EXIT_FORMAT, EXIT_KEY, 6}
 
 
-def test_demo_runs() -> None:
+def test_demo_runs_the_whole_flow() -> None:
     r = cli("demo")
-    assert r.code == 0 and "verify" in r.out
+    assert r.code == 0, r.err
+    for step in ("1. keygen", "2. seal", "3. verify", "4. inspect", "5. load", "6. detect"):
+        assert step in r.out
+    assert "largest difference over all outputs: 0" in r.out  # sealed strict load == plain onnxruntime
+    assert "ALERT on client 'thief'" in r.out and "AML.T0024.002" in r.out
+    assert "ALERT on client 'benign'" not in r.out
+
+
+def test_seal_optimize_gives_a_model_strict_mode_runs_like_the_original(w: World) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgeguard.demo import bundled_model, bundled_samples
+    from edgeguard.runtime import InferenceSession
+
+    model = bundled_model()
+    r = cli("seal", model, "-o", w.d / "opt.sealed", "--sign", w.pub, "--recipient", w.p256_dev_pub, "--optimize", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["model"]["name"] == model.stem  # named after the original, not the temporary copy
+    pixels = np.load(bundled_samples())["pixels"]
+    want = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})[0]
+    with InferenceSession(w.d / "opt.sealed", identity=w.p256_dev, trust=w.pub_key, hygiene="strict") as session:
+        got = session.run(None, {"pixels": pixels})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_seal_optimize_refuses_non_onnx(w: World) -> None:
+    raw = w.d / "weights.bin"
+    raw.write_bytes(b"x" * 100)
+    failed(cli("seal", raw, "-o", w.d / "o", "--sign", w.pub, "--recipient", w.p256_dev_pub, "--optimize"), EXIT_USAGE)
+    assert not (w.d / "o").exists()
 
 
 def test_onnx_model_through_the_cli(w: World) -> None:
     """The bundled demo model: seal (kind from the extension), verify, unseal, same initializers."""
-    onnx = pytest.importorskip("onnx")
+    import onnx
     from onnx import numpy_helper
 
     from edgeguard.demo import bundled_model

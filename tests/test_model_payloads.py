@@ -19,8 +19,8 @@ from edgeguard.seal import seal_model
 from edgeguard.unseal import open_sealed_file, unseal_file
 from helpers import CHUNK, Keys
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 RNG = np.random.default_rng(7)

@@ -230,7 +230,7 @@ def _recipients(args: argparse.Namespace) -> list[Any]:
 
 def cmd_seal(args: argparse.Namespace) -> int:
     from .keys import SigningKey
-    from .seal import seal_model
+    from .seal import detect_kind, seal_model
 
     model = Path(args.model)
     if not model.is_file():
@@ -239,6 +239,10 @@ def cmd_seal(args: argparse.Namespace) -> int:
     recipients = _recipients(args)
     from .detect.cli import profile_section
 
+    if args.optimize:
+        if (args.kind or detect_kind(model)) != "onnx":
+            raise CliError("--optimize applies to ONNX models only", code=EXIT_USAGE)
+        return _seal_optimized(args, model)
     progress = Progress("sealing", model.stat().st_size)
     try:
         result = seal_model(
@@ -256,6 +260,28 @@ def cmd_seal(args: argparse.Namespace) -> int:
     info = describe_from_header(result)
     emit(args, {"output": str(result.path), **info}, f"sealed {model} -> {result.path} ({result.size:,} bytes)\n" + describe_text(info))
     return EXIT_OK
+
+
+def _seal_optimized(args: argparse.Namespace, model: Path) -> int:
+    """Seals onnxruntime's offline-optimized graph, so strict mode can skip on-device optimization
+    (which would leave rewritten weights in onnxruntime's heap). The optimized copy lives in a
+    private temporary folder and is removed right after sealing."""
+    import tempfile
+
+    from .optimize import optimize_onnx
+
+    with tempfile.TemporaryDirectory(prefix="edgeguard-optimize-") as tmp:
+        optimized = Path(tmp) / model.name
+        try:
+            optimize_onnx(model, optimized)
+        except (OSError, EdgeguardError):
+            raise
+        except Exception as exc:  # onnxruntime's errors have no common public base class
+            raise CliError(f"onnxruntime could not optimize {model}: {type(exc).__name__}", code=EXIT_FORMAT) from None
+        args.optimize = False
+        args.name = args.name or model.stem
+        args.model = str(optimized)
+        return cmd_seal(args)
 
 
 def describe_from_header(result: Any) -> dict[str, Any]:
@@ -363,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--not-after", type=parse_time, metavar="DATE")
     p.add_argument("--label", type=parse_label, action="append", default=[], metavar="K=V")
     p.add_argument("--kind", choices=("onnx", "safetensors", "raw"), help="payload kind (default: from the file extension)")
+    p.add_argument("--optimize", action="store_true", help="seal onnxruntime's offline (basic-level) optimization of the graph, for strict-mode devices")
     p.add_argument("--threads", type=parse_threads, default=0, help="worker threads (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--json", action="store_true")

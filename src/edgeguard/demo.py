@@ -7,8 +7,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .cli import describe, describe_text
 from .detect.cli import run_detector_demo
+from .runtime import run_runtime_demo
 from .keys import SigningKey, TrustStore, generate_private_key, load_recipient, write_private_key, write_public_key
 from .seal import seal_model
 from .unseal import inspect_file, verify_file
@@ -16,6 +19,10 @@ from .unseal import inspect_file, verify_file
 
 def bundled_model() -> Path:
     return Path(str(resources.files("edgeguard") / "data" / "digits_mlp.onnx"))
+
+
+def bundled_samples() -> Path:
+    return Path(str(resources.files("edgeguard") / "data" / "digits_samples.npz"))
 
 
 def run_demo(say: Callable[[str], None]) -> None:
@@ -45,5 +52,11 @@ def run_demo(say: Callable[[str], None]) -> None:
         for line in describe_text(describe(inspect_file(sealed))).splitlines():
             say("             " + line)
 
-    say("\n5. detect   a benign client and an extraction attacker against the same model")
+        say("\n5. load     on the device: verify, decrypt into locked memory, run in onnxruntime (strict mode)")
+        with np.load(bundled_samples()) as samples:
+            pixels, labels = samples["pixels"], samples["labels"]
+        run_runtime_demo(sealed, work / "device.key", work / "publisher.pub", model, say, inputs={"pixels": pixels})
+        say(f"             true labels: {' '.join(str(int(v)) for v in labels)}")
+
+    say("\n6. detect   a benign client and an extraction attacker against the same model")
     run_detector_demo(say)
