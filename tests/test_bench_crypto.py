@@ -133,8 +133,11 @@ def test_report_labels_emulated_results(quick_result, tmp_path) -> None:
     md = md_path.read_text()
     assert "aarch64 neoverse-n1 [emulated]" in md
     assert quick_result["label"] in md
-    crypto_rows = [line for line in md.splitlines() if "| aes-256-gcm |" in line]
-    assert crypto_rows and all("emulated" in line for line in crypto_rows if "neoverse" in line)
+    emulated_rows = [line for line in md.splitlines() if "| aes-256-gcm |" in line and "neoverse" in line]
+    # Its rows in the single-thread, scaling (one per thread count) and openssl speed tables.
+    assert len(emulated_rows) == 2 + len(quick_result["suites"]["crypto"]["config"]["threads"])
+    assert all("[emulated]" in line for line in emulated_rows)
+    assert "n/a (emulated)" in emulated_rows[0]  # no goal verdict for emulated figures
     for png in ("crypto-throughput.png", "crypto-scaling.png"):
         data = (tmp_path / "report" / png).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) < 200_000
@@ -142,6 +145,13 @@ def test_report_labels_emulated_results(quick_result, tmp_path) -> None:
     # Only native results: nothing says emulated.
     native_only = dict(quick_result, emulated=False, label="test box")
     assert "emulated" not in markdown([native_only]).lower()
+
+
+def test_report_keeps_platform_names_distinct(quick_result) -> None:
+    full = dict(quick_result, mode="full")
+    md = markdown([quick_result, full, full])
+    label = quick_result["label"]
+    assert f"| {label}, quick |" in md and f"| {label}, full |" in md and f"| {label}, full #2 |" in md
 
 
 def test_report_rejects_invalid_file(tmp_path) -> None:

@@ -23,8 +23,25 @@ def display_label(doc: dict[str, Any]) -> str:
     return label
 
 
+def _distinct(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Shallow copies whose labels are unique: a repeated label gets its mode, then a number."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    labels = [d["label"] for d in docs]
+    for d in docs:
+        label = d["label"]
+        if labels.count(label) > 1:
+            label = f"{label}, {d['mode']}"
+        base, n = label, 2
+        while label in seen:
+            label, n = f"{base} #{n}", n + 1
+        seen.add(label)
+        out.append(dict(d, label=label))
+    return out
+
+
 def _gb(v: float | None) -> str:
-    return "n/a" if v is None else f"{v / GB:.2f}"
+    return "n/a" if v is None else f"{v / GB:.3g}"
 
 
 def _ratio(v: float | None) -> str:
@@ -43,18 +60,20 @@ def _features(fp: dict[str, Any]) -> str:
 
 def markdown(docs: Sequence[dict[str, Any]], images: dict[str, str] | None = None) -> str:
     """Renders the comparison report. ``images`` maps plot names to paths relative to the report."""
+    docs = _distinct(docs)
     lines = ["# edgeguard bench report", ""]
     if any(d["emulated"] for d in docs):
         lines += ["> Rows marked **emulated** ran under qemu-user: they show that the code works on that "
                   "architecture, not its speed (emulation inverts the ranking of code paths).", ""]
     lines += ["## Platforms", "",
-              "| platform | arch | CPU | threads | ISA features | OpenSSL | mode | created |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| platform | arch | CPU | threads | ISA features | OpenSSL | mode | load avg at start | created |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for d in docs:
         fp = d["fingerprint"]
+        load = (_crypto(d) or {}).get("load_average")
         lines.append(f"| {display_label(d)} | {fp['arch']} | {fp.get('cpu_model') or 'unknown'} | "
                      f"{fp['hardware_threads']} | {_features(fp)} | {fp['versions']['openssl']} | {d['mode']} | "
-                     f"{d['created']} |")
+                     f"{'n/a' if load is None else f'{load[0]:.2f}'} | {d['created']} |")
 
     crypto = [(d, _crypto(d)) for d in docs if _crypto(d)]
     if crypto:
@@ -69,8 +88,9 @@ def markdown(docs: Sequence[dict[str, Any]], images: dict[str, str] | None = Non
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for d, c in crypto:
             for s in c["summary"]:
-                met = {True: "yes", False: "no", None: "n/a"}[s["meets_goal"]]
-                vs = base_open.get(s["cipher"])
+                # The goal and cross-platform ratios are about real hardware, not emulation.
+                met = "n/a (emulated)" if d["emulated"] else {True: "yes", False: "no", None: "n/a"}[s["meets_goal"]]
+                vs = None if d["emulated"] != base_doc["emulated"] else base_open.get(s["cipher"])
                 lines.append(
                     f"| {display_label(d)} | {s['cipher']} | {s['payload_bytes'] >> 20} | "
                     f"{_gb(s['seal_1t_bytes_per_s'])} | {_gb(s['open_1t_bytes_per_s'])} | "
@@ -118,7 +138,7 @@ def plot_throughput(docs: Sequence[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    docs = [d for d in docs if _crypto(d)]
+    docs = _distinct([d for d in docs if _crypto(d)])
     series = [("aes-256-gcm", "seal"), ("aes-256-gcm", "open"), ("aes-256-gcm", "openssl"),
               ("chacha20-poly1305", "seal"), ("chacha20-poly1305", "open"), ("chacha20-poly1305", "openssl"),
               ("sha256", "openssl")]
@@ -153,7 +173,7 @@ def plot_scaling(docs: Sequence[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    docs = [d for d in docs if _crypto(d)]
+    docs = _distinct([d for d in docs if _crypto(d)])
     fig, (abs_ax, rel_ax) = plt.subplots(1, 2, figsize=(9, 4), dpi=90)
     top = 1
     for d in docs:
