@@ -51,6 +51,13 @@ def test_arm_cpuinfo_features() -> None:
     assert n1["aes"] and n1["pmull"] and n1["sha2"] and n1["neon"]
 
 
+def test_arm_cpu_model_from_part_number() -> None:
+    assert fpmod._cpu_model("Linux", fpmod._cpuinfo_fields(PI4_CPUINFO)) == "Arm Cortex-A72"
+    assert fpmod._cpu_model("Linux", fpmod._cpuinfo_fields(N1_CPUINFO)) == "Arm Neoverse-N1"
+    other = fpmod._cpuinfo_fields("CPU implementer\t: 0x61\nCPU part\t: 0x022\n")
+    assert fpmod._cpu_model("Linux", other) == "implementer 0x61 part 0x022"
+
+
 def test_fingerprint_of_this_machine() -> None:
     fp = fingerprint()
     assert fp["arch"] == arch_family(platform.machine())

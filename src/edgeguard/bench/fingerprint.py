@@ -153,11 +153,24 @@ def _isa(family: str, system: str, fields: Mapping[str, str]) -> tuple[dict[str,
     return {}, "unknown"
 
 
+# Arm Ltd (implementer 0x41) cores common on edge boards and ARM servers, by MIDR part number.
+_ARM_PARTS = {
+    "0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+    "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+    "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd40": "Neoverse-V1", "0xd41": "Cortex-A78",
+    "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd49": "Neoverse-N2", "0xd4b": "Cortex-A78C",
+    "0xd4f": "Neoverse-V2", "0xd80": "Cortex-A520", "0xd81": "Cortex-A720",
+}
+
+
 def _cpu_model(system: str, fields: Mapping[str, str]) -> str | None:
     if "model name" in fields:
         return fields["model name"]
     if "cpu part" in fields:  # ARM Linux names no model; the implementer/part pair identifies it.
-        return f"implementer {fields.get('cpu implementer', '?')} part {fields['cpu part']}"
+        implementer, part = fields.get("cpu implementer", "?").lower(), fields["cpu part"].lower()
+        if implementer == "0x41" and part in _ARM_PARTS:
+            return f"Arm {_ARM_PARTS[part]}"
+        return f"implementer {implementer} part {part}"
     if system == "Darwin":
         return _sysctl("machdep.cpu.brand_string")
     return platform.processor() or None
