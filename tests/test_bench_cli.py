@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +53,10 @@ def test_report_of_invalid_file_fails_cleanly(capsys, tmp_path) -> None:
     bad.write_text("[]")
     assert run_bench(_parse(["bench", "report", str(bad), "--out", str(tmp_path / "r")])) == 1
     assert "bad.json" in capsys.readouterr().err
+
+
+def test_benchmark_script_uses_the_bench_cli() -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "crypto_throughput.py"
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "--full" in out.stdout and "--output" in out.stdout

@@ -10,6 +10,10 @@ if [[ $ver != "$TARGET_PY" ]]; then
   echo "build-wheel: host $host_py is $ver, the aarch64 target is $TARGET_PY" >&2
   exit 1
 fi
+if ! "$host_py" -c 'import scikit_build_core, pybind11' 2>/dev/null; then
+  echo "build-wheel: $host_py lacks scikit-build-core or pybind11 (pip install scikit-build-core pybind11)" >&2
+  exit 1
+fi
 tag=${TARGET_PY/./}
 dist=$CACHE/dist
 rm -rf "$dist"
