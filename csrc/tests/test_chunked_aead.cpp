@@ -64,8 +64,17 @@ struct Fixture {
   Bytes prefix = pattern(kNoncePrefixLen, 2);
   Bytes header = pattern(kDigestLen, 3);
 
+  // Field by field: ChunkParams may grow optional members (left value-initialized here).
   ChunkParams params(Cipher c, uint64_t chunk, uint64_t len, unsigned threads) const {
-    return ChunkParams{c, key.data(), prefix.data(), header.data(), chunk, len, threads};
+    ChunkParams p{};
+    p.cipher = c;
+    p.key = key.data();
+    p.nonce_prefix = prefix.data();
+    p.header_digest = header.data();
+    p.chunk_size = chunk;
+    p.plaintext_len = len;
+    p.threads = threads;
+    return p;
   }
 };
 
