@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cross-builds the edgeguard wheel for linux-aarch64 (cpython 3.11) into $CACHE/dist.
+# Cross-builds the edgeguard wheel for linux-aarch64 (cpython 3.11) into build/aarch64/dist.
 # Needs a host python3 of the target's minor version with scikit-build-core and pybind11.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -15,7 +15,7 @@ if ! "$host_py" -c 'import scikit_build_core, pybind11' 2>/dev/null; then
   exit 1
 fi
 tag=${TARGET_PY/./}
-dist=$CACHE/dist
+dist=$DIST
 rm -rf "$dist"
 # The suffix and platform variables make scikit-build-core name the module and wheel for the
 # target rather than the host (pip would refuse an x86_64-tagged wheel there).

@@ -6,8 +6,29 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
 packages=libc6-dev,libstdc++6,libssl-dev,openssl,python3,python3-venv,python3-dev,ca-certificates
+# qemu-user shows the host's x86 /proc/cpuinfo to the guest, and onnxruntime crashes parsing it;
+# qemu's -L prefix applies to /proc paths too, so an ARM cpuinfo here replaces it. It describes
+# a Neoverse-N1 (the QEMU_CPU model) with as many cores as the host has. Rewritten on every run.
+write_cpuinfo() {
+  mkdir -p "$SYSROOT/proc"
+  for ((i = 0; i < $(nproc); i++)); do
+    cat <<CPU
+processor	: $i
+BogoMIPS	: 50.00
+Features	: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
+CPU implementer	: 0x41
+CPU architecture: 8
+CPU variant	: 0x3
+CPU part	: 0xd0c
+CPU revision	: 1
+
+CPU
+  done >"$SYSROOT/proc/cpuinfo"
+}
+
 stamp=$SYSROOT/.edgeguard-sysroot
 if [[ -f $stamp && $(cat "$stamp") == "$packages" ]]; then
+  write_cpuinfo
   echo "sysroot: cached at $SYSROOT"
   exit 0
 fi
@@ -48,22 +69,6 @@ mapfile -t mirror_args <<<"$mirrors"
 mmdebstrap --quiet --mode=root --arch=arm64 --variant=extract --include="$packages" \
   bookworm "$SYSROOT" "${mirror_args[@]}"
 
-# qemu-user shows the host's x86 /proc/cpuinfo to the guest, and onnxruntime crashes parsing it;
-# qemu's -L prefix applies to /proc paths too, so an ARM cpuinfo here replaces it. It describes
-# a Neoverse-N1 (the QEMU_CPU model), 4 cores.
-mkdir -p "$SYSROOT/proc"
-for i in 0 1 2 3; do
-  cat <<CPU
-processor	: $i
-BogoMIPS	: 50.00
-Features	: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
-CPU implementer	: 0x41
-CPU architecture: 8
-CPU variant	: 0x3
-CPU part	: 0xd0c
-CPU revision	: 1
-
-CPU
-done >"$SYSROOT/proc/cpuinfo"
+write_cpuinfo
 echo "$packages" >"$stamp"
 echo "sysroot: done ($(du -sh "$SYSROOT" | cut -f1))"

@@ -4,7 +4,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 py=$VENV/bin/python
-wheel=$(ls "$CACHE"/dist/edgeguard-*-linux_aarch64.whl)
+wheel=$(ls "$DIST"/edgeguard-*-linux_aarch64.whl)
 "$py" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$wheel"
 cd "$ROOT"
 # Running from the repo root imports the installed wheel: the sources live under src/.
