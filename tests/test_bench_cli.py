@@ -29,7 +29,8 @@ def test_bench_options() -> None:
 
 
 @pytest.mark.parametrize("argv", [["bench", "--quick", "--full"], ["bench", "--threads", "0"],
-                                  ["bench", "--threads", "two"], ["bench", "report", "a.json"]])
+                                  ["bench", "--threads", "two"], ["bench", "--repetitions", "0"],
+                                  ["bench", "--chunk-size", "-1"], ["bench", "report", "a.json"]])
 def test_bench_rejects_bad_arguments(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         _parse(argv)
@@ -46,6 +47,13 @@ def test_missing_openssl_fails_cleanly(capsys, tmp_path) -> None:
     assert run_bench(args) == 1
     assert "openssl command not found" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_oversized_chunk_fails_cleanly(capsys, tmp_path) -> None:
+    args = _parse(["bench", "--chunk-size", str(1 << 40), "--threads", "1", "--repetitions", "1",
+                   "--no-progress", "-o", str(tmp_path / "r.json")])
+    assert run_bench(args) == 1
+    assert "chunk_size" in capsys.readouterr().err
 
 
 def test_report_of_invalid_file_fails_cleanly(capsys, tmp_path) -> None:

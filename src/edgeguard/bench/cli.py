@@ -29,6 +29,16 @@ def _thread_list(text: str) -> list[int]:
     return sorted(set(values))
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Adds ``bench`` (and its ``report`` subcommand) to an argparse subparsers object.
 
@@ -44,10 +54,10 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
                       help="64 MiB up to 1 GiB payloads as free memory allows, 5 repetitions")
     p.set_defaults(mode="quick", func=run_bench, bench_command=None)
-    p.add_argument("--threads", type=_thread_list, help="thread counts to measure, e.g. 1,2,4 "
-                   "(default: 1, 2, ... every hardware thread)")
-    p.add_argument("--chunk-size", type=int, default=MIB, help="chunk size in bytes (default 1 MiB)")
-    p.add_argument("--repetitions", type=int, help="timed repetitions per measurement (median is kept)")
+    p.add_argument("--threads", type=_thread_list, help="thread counts to measure, e.g. 1,2,4; 1 is "
+                   "always added (default: 1, 2, ... every hardware thread)")
+    p.add_argument("--chunk-size", type=_positive_int, default=MIB, help="chunk size in bytes (default 1 MiB)")
+    p.add_argument("--repetitions", type=_positive_int, help="timed repetitions per measurement (median is kept)")
     p.add_argument("--openssl", default=os.environ.get("EDGEGUARD_OPENSSL", "openssl"),
                    help="openssl command for `openssl speed` (default: $EDGEGUARD_OPENSSL or openssl)")
     p.add_argument("--label", help="platform name for reports (default: arch, native/emulated, CPU model)")

@@ -275,11 +275,19 @@ def summarize(rows: list[dict[str, Any]], speed: list[dict[str, Any]], ciphers: 
 
 def run_crypto_suite(cfg: CryptoConfig, progress: bool | None = None) -> dict[str, Any]:
     """Runs the suite and returns its section of the result document (schema: ``crypto``).
+    Adds 1 to ``cfg.threads`` when missing. ``progress``: None draws a bar only on a terminal.
 
-    Raises BenchError if openssl cannot be run or parsed, or the core fails to round-trip.
+    Raises BenchError if openssl cannot be run or parsed, the configuration is empty, or the core
+    fails to round-trip; ValueError if the core rejects the chunk size.
     """
     if shutil.which(cfg.openssl) is None and not os.path.exists(cfg.openssl):
         raise BenchError(f"openssl command not found: {cfg.openssl!r}")
+    if cfg.repetitions < 1 or cfg.warmup < 0 or not cfg.payload_sizes:
+        raise BenchError("need at least one payload size and one repetition")
+    for size in cfg.payload_sizes:
+        _core.sealed_len(size, cfg.chunk_size)  # ValueError now, not after the openssl runs
+    # One thread is the baseline of every scaling figure, so it is always measured.
+    cfg.threads = sorted(set(cfg.threads) | {1})
     speed_jobs = [(alg, b) for alg, blocks in cfg.openssl_block_sizes.items() for b in blocks]
     bar = Progress(len(speed_jobs) + len(cfg.payload_sizes) * len(cfg.ciphers) * len(cfg.threads) * len(OPERATIONS), progress)
     load_before = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
