@@ -68,7 +68,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="Markdown tables and PNG plots comparing result files",
                        description="Render result JSON files into DIR/report.md and PNG plots.")
     r.add_argument("results", nargs="+", help="result JSON files (one per platform)")
-    r.add_argument("--out", dest="report_dir", required=True, help="output directory")
+    r.add_argument("--out", dest="report_dir", metavar="DIR", required=True, help="output directory")
     r.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
     return p
 
@@ -92,7 +92,11 @@ def run_bench(args: argparse.Namespace) -> int:
         if args.bench_command == "report":
             from edgeguard.bench.report import write_report
 
-            md = write_report(args.results, args.report_dir, plots=not args.no_plots)
+            try:
+                md = write_report(args.results, args.report_dir, plots=not args.no_plots)
+            except ImportError as e:
+                print(f"edgeguard bench report: {e} (pip install 'edgeguard[bench]', or --no-plots)", file=sys.stderr)
+                return 1
             print(f"report written to {md}", file=sys.stderr)
             return 0
         make = CryptoConfig.full if args.mode == "full" else CryptoConfig.quick
@@ -103,12 +107,12 @@ def run_bench(args: argparse.Namespace) -> int:
             cfg.repetitions = args.repetitions
         crypto = run_crypto_suite(cfg, progress=False if args.no_progress else None)
         doc = make_document({"crypto": crypto}, args.mode, label=args.label)
+        if args.output:
+            dump(doc, args.output)
+        else:
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     except (BenchError, ResultsError, OSError, ValueError) as e:
         print(f"edgeguard bench: {e}", file=sys.stderr)
         return 1
-    if args.output:
-        dump(doc, args.output)
-    else:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     print("\n".join(_summary_lines(doc)), file=sys.stderr)
     return 0
