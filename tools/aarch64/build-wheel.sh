@@ -10,9 +10,11 @@ if [[ $ver != "$TARGET_PY" ]]; then
   echo "build-wheel: host $host_py is $ver, the aarch64 target is $TARGET_PY" >&2
   exit 1
 fi
+# --no-build-isolation (the cross settings must reach CMake unchanged) needs the build backend in
+# the host interpreter itself.
 if ! "$host_py" -c 'import scikit_build_core, pybind11' 2>/dev/null; then
-  echo "build-wheel: $host_py lacks scikit-build-core or pybind11 (pip install scikit-build-core pybind11)" >&2
-  exit 1
+  echo "build-wheel: installing scikit-build-core and pybind11 into $host_py"
+  "$host_py" -m pip install -q --disable-pip-version-check "scikit-build-core>=0.10" "pybind11>=2.12"
 fi
 tag=${TARGET_PY/./}
 dist=$DIST
