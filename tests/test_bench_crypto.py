@@ -48,13 +48,15 @@ def test_full_payload_sizes_fit_memory() -> None:
     assert crypto.full_payload_sizes()[0] == 64 << 20
 
 
-def _row(cipher: str, op: str, threads: int, bps: float, size: int = 1 << 24) -> dict:
-    return {"cipher": cipher, "operation": op, "payload_bytes": size, "threads": threads, "bytes_per_s": bps}
+def _row(cipher: str, op: str, threads: int, bps: float, cpu_bps: float | None = None, size: int = 1 << 24) -> dict:
+    cpu_bps = bps if cpu_bps is None else cpu_bps
+    return {"cipher": cipher, "operation": op, "payload_bytes": size, "threads": threads, "bytes_per_s": bps,
+            "median_s": size / bps, "bytes_per_cpu_s": cpu_bps, "cpu_median_s": size / cpu_bps}
 
 
 def test_summary_limit_ratio_and_scaling() -> None:
-    rows = [_row("aes-256-gcm", "seal", 1, 0.9e9), _row("aes-256-gcm", "open", 1, 0.8e9),
-            _row("aes-256-gcm", "seal", 2, 1.7e9), _row("aes-256-gcm", "open", 2, 1.2e9),
+    rows = [_row("aes-256-gcm", "seal", 1, 0.9e9), _row("aes-256-gcm", "open", 1, 0.4e9, cpu_bps=0.8e9),
+            _row("aes-256-gcm", "seal", 2, 1.7e9), _row("aes-256-gcm", "open", 2, 0.6e9, cpu_bps=0.72e9),
             # A smaller payload is ignored: the summary uses the largest one.
             _row("aes-256-gcm", "open", 1, 5e9, size=1 << 20)]
     speed = [{"algorithm": "aes-256-gcm", "block_bytes": 1 << 20, "bytes_per_s": 4e9},
@@ -62,10 +64,14 @@ def test_summary_limit_ratio_and_scaling() -> None:
              {"algorithm": "sha256", "block_bytes": 16384, "bytes_per_s": 7e9}]
     (s,) = summarize(rows, speed, ["aes-256-gcm"])
     assert s["single_core_limit_bytes_per_s"] == pytest.approx(0.8e9)  # 1 / (1/4 + 1/1) GB/s
+    # The one-thread open got half a core: per CPU-second it runs at the limit, per second at half.
+    assert s["cpu_share_1t"] == pytest.approx(0.5)
     assert s["open_over_limit"] == pytest.approx(1.0)
+    assert s["open_over_limit_wall"] == pytest.approx(0.5)
     assert s["meets_goal"] is True
     assert [r["open_speedup"] for r in s["scaling"]] == [1.0, pytest.approx(1.5)]
     assert s["scaling"][1]["open_efficiency"] == pytest.approx(0.75)
+    assert s["scaling"][1]["open_cpu_efficiency"] == pytest.approx(0.9)
     # Without openssl figures for this AEAD there is no limit, and no verdict.
     (n,) = summarize(rows, speed[1:], ["aes-256-gcm"])
     assert n["single_core_limit_bytes_per_s"] is None and n["meets_goal"] is None
@@ -91,8 +97,12 @@ def test_quick_run_matches_schema_and_measured_real_work(quick_result) -> None:
     for r in c["throughput"]:
         assert len(r["samples_s"]) == c["config"]["repetitions"]
         assert r["bytes_per_s"] == pytest.approx(r["payload_bytes"] / r["median_s"])
+        assert len(r["cpu_samples_s"]) == len(r["samples_s"])
     for s in c["summary"]:
-        assert s["open_over_limit"] == pytest.approx(s["open_1t_bytes_per_s"] / s["single_core_limit_bytes_per_s"])
+        limit = s["single_core_limit_bytes_per_s"]
+        assert s["open_over_limit"] == pytest.approx(s["open_1t_bytes_per_cpu_s"] / limit)
+        assert s["open_over_limit_wall"] == pytest.approx(s["open_1t_bytes_per_s"] / limit)
+        assert 0 < s["cpu_share_1t"] <= 1.2  # a single thread cannot use much more than one core
         assert math.isfinite(s["open_over_limit"])
     assert {r["algorithm"] for r in c["openssl"]["speed"]} == {"aes-256-gcm", "chacha20-poly1305", "sha256"}
 

@@ -76,12 +76,17 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _summary_lines(doc: dict[str, Any]) -> list[str]:
     crypto = doc["suites"]["crypto"]
     lines = [f"edgeguard bench ({doc['mode']}) on {doc['label']}" + (" [EMULATED]" if doc["emulated"] else "")]
+
+    def gb(v: float | None) -> str:
+        return "  n/a" if v is None else f"{v / 1e9:5.2f}"
+
     for s in crypto["summary"]:
-        ratio = s["open_over_limit"]
+        ratio, share = s["open_over_limit"], s["cpu_share_1t"]
         scaling = ", ".join(f"{r['threads']}t {r['open_speedup']:.2f}x" for r in s["scaling"])
         lines.append(
-            f"  {s['cipher']:<18} seal {s['seal_1t_bytes_per_s'] / 1e9:6.2f} GB/s  open {s['open_1t_bytes_per_s'] / 1e9:6.2f}"
-            f" GB/s  open/limit {'n/a' if ratio is None else f'{ratio:.2f}'}  scaling {scaling}")
+            f"  {s['cipher']:<18} seal {gb(s['seal_1t_bytes_per_s'])}  open {gb(s['open_1t_bytes_per_s'])} GB/s"
+            f" ({gb(s['open_1t_bytes_per_cpu_s'])} per CPU-s, {'n/a' if share is None else f'{share:.0%}'} of a core)"
+            f"  open/limit {'n/a' if ratio is None else f'{ratio:.2f}'}  scaling {scaling}")
     return lines
 
 
