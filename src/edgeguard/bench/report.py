@@ -7,6 +7,7 @@ fast the platform is. matplotlib (the ``bench`` extra) is imported only here, an
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -133,8 +134,10 @@ def _plain_log_axis(ax: Any) -> None:
     ax.set_yscale("log")
     fmt = FuncFormatter(lambda v, _: f"{v:g}")
     ax.yaxis.set_major_formatter(fmt)
-    ax.yaxis.set_minor_formatter(fmt)
-    ax.tick_params(axis="y", which="minor", labelsize=7)
+    low, high = ax.get_ylim()
+    if high / low < 10:  # within one decade there are too few major ticks to read values
+        ax.yaxis.set_minor_formatter(fmt)
+        ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
 def _title(base: str, docs: Sequence[dict[str, Any]]) -> str:
@@ -153,7 +156,7 @@ def plot_throughput(docs: Sequence[dict[str, Any]], path: Path) -> None:
     series = [("aes-256-gcm", "seal"), ("aes-256-gcm", "open"), ("aes-256-gcm", "openssl"),
               ("chacha20-poly1305", "seal"), ("chacha20-poly1305", "open"), ("chacha20-poly1305", "openssl"),
               ("sha256", "openssl")]
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=90)
+    fig, ax = plt.subplots(figsize=(8, 4.6), dpi=90)
     width = 0.8 / len(series)
     for i, (alg, what) in enumerate(series):
         values = []
@@ -167,11 +170,11 @@ def plot_throughput(docs: Sequence[dict[str, Any]], path: Path) -> None:
             values.append((v or 0) / GB)
         ax.bar([j + (i - len(series) / 2 + 0.5) * width for j in range(len(docs))], values, width,
                label=f"{alg} {what}" if what != "openssl" else f"openssl {alg}")
-    ax.set_xticks(range(len(docs)), [display_label(d) for d in docs], fontsize=8)
+    ax.set_xticks(range(len(docs)), [textwrap.fill(display_label(d), 28) for d in docs], fontsize=8)
     _plain_log_axis(ax)
     ax.set_ylabel("GB per CPU-second, 1 thread (log)")
     ax.set_title(_title("Crypto throughput per platform", docs), fontsize=10)
-    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
