@@ -5,7 +5,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 py=$VENV/bin/python
 wheel=$(ls "$DIST"/edgeguard-*-linux_aarch64.whl)
-"$py" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$wheel"
+"$(dirname "$0")/pip-install.sh" --no-deps --force-reinstall "$wheel"
 cd "$ROOT"
 # Running from the repo root imports the installed wheel: the sources live under src/.
 "$py" -c 'import edgeguard, platform; assert "site-packages" in edgeguard.__file__; print("edgeguard from", edgeguard.__file__, platform.machine())'
