@@ -172,3 +172,16 @@ def test_report_rejects_invalid_file(tmp_path) -> None:
     (tmp_path / "notjson.json").write_text("{")
     with pytest.raises(ResultsError):
         load(tmp_path / "notjson.json")
+
+
+def test_progress_bar_draws_only_when_enabled(capsys) -> None:
+    bar = crypto.Progress(2, enabled=True)
+    bar.step("aes-256-gcm open")
+    bar.step("done")
+    bar.close()
+    err = capsys.readouterr().err
+    assert "1/2 aes-256-gcm open" in err and "2/2 done" in err and "#" * 30 in err and err.endswith("\n")
+    quiet = crypto.Progress(2, enabled=False)
+    quiet.step("x")
+    quiet.close()
+    assert capsys.readouterr().err == ""

@@ -18,8 +18,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from functools import partial
+from typing import Any
 
 from edgeguard import _core
 from edgeguard.bench.fingerprint import AES_GCM, CHACHA
@@ -53,11 +55,11 @@ class CryptoConfig:
     ciphers: Sequence[str] = CIPHERS
 
     @staticmethod
-    def quick(threads: list[int] | None = None) -> "CryptoConfig":
+    def quick(threads: list[int] | None = None) -> CryptoConfig:
         return CryptoConfig(payload_sizes=[16 * MIB], threads=threads or default_threads())
 
     @staticmethod
-    def full(threads: list[int] | None = None, available_bytes: int | None = None) -> "CryptoConfig":
+    def full(threads: list[int] | None = None, available_bytes: int | None = None) -> CryptoConfig:
         return CryptoConfig(
             payload_sizes=full_payload_sizes(available_bytes), threads=threads or default_threads(), repetitions=5
         )
@@ -124,7 +126,7 @@ def parse_openssl_speed(output: str) -> dict[int, float]:
         if m:
             values = [float(v) for v in m.group(2).split(":")]
             if len(values) == len(blocks):
-                return dict(zip(blocks, values))
+                return dict(zip(blocks, values, strict=True))
     raise BenchError("no result in openssl speed output")
 
 
@@ -208,11 +210,11 @@ def _measure_size(cfg: CryptoConfig, size: int, progress: Progress) -> list[dict
         root = _core.seal_chunks(cipher, key, prefix, header, cfg.chunk_size, plaintext, sealed, 1)
         for threads in cfg.threads:
             ops: dict[str, Callable[[], object]] = {
-                "seal": lambda: _core.seal_chunks(cipher, key, prefix, header, cfg.chunk_size, plaintext, sealed, threads),
-                "open": lambda: _core.open_chunks(
-                    cipher, key, prefix, header, cfg.chunk_size, size, sealed, 0, opened, root, threads
-                ),
-                "digest": lambda: _core.digest_chunks(cfg.chunk_size, size, sealed, 0, threads),
+                "seal": partial(_core.seal_chunks, cipher, key, prefix, header, cfg.chunk_size, plaintext, sealed,
+                                threads),
+                "open": partial(_core.open_chunks, cipher, key, prefix, header, cfg.chunk_size, size, sealed, 0,
+                                opened, root, threads),
+                "digest": partial(_core.digest_chunks, cfg.chunk_size, size, sealed, 0, threads),
             }
             for op, fn in ops.items():
                 progress.step(f"{cipher} {op} {size // MIB} MiB {threads}t")

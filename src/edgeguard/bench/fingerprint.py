@@ -28,9 +28,10 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 AES_GCM = "aes-256-gcm"
 CHACHA = "chacha20-poly1305"

@@ -8,8 +8,9 @@ fast the platform is. matplotlib (the ``bench`` extra) is imported only here, an
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgeguard.bench.results import load
 
@@ -201,7 +202,7 @@ def plot_scaling(docs: Sequence[dict[str, Any]], path: Path) -> None:
             cpu = [r.get("open_cpu_efficiency") for r in s["scaling"]]
             if all(cpu):
                 # What free cores would give: CPU efficiency times threads.
-                rel_ax.plot(t, [e * n for e, n in zip(cpu, t)], linestyle=":", color=line.get_color())
+                rel_ax.plot(t, [e * n for e, n in zip(cpu, t, strict=True)], linestyle=":", color=line.get_color())
     rel_ax.plot([1, top], [1, top], "k--", linewidth=0.8, label="linear")
     rel_ax.plot([], [], "k:", label="dotted: from CPU time (cores free of other jobs)")
     _plain_log_axis(abs_ax)
