@@ -382,3 +382,24 @@ def test_closed_stdout_is_not_an_error_message(w: World, sealed: Path) -> None:
     proc.stderr.close()
     assert proc.wait(timeout=60) == EXIT_ERROR
     assert err == "", err
+
+
+def test_cipher_auto_follows_the_target_device(w: World) -> None:
+    """A Raspberry Pi 4 class core (no AES/PMULL crypto extensions) gets ChaCha20-Poly1305."""
+    pi4 = w.d / "pi4.json"
+    pi4.write_text(json.dumps({"arch": "aarch64", "isa": {"aes": False, "pmull": False, "sha2": False, "neon": True}}))
+    r = seal(w, "pi.sealed", "--cipher", "auto", "--target", pi4, "--json")
+    assert r.code == 0, r.err
+    assert r.json()["cipher"] == "chacha20-poly1305"
+    assert cli("inspect", w.d / "pi.sealed", "--json").json()["cipher"] == "chacha20-poly1305"
+    n1 = w.d / "n1.json"
+    n1.write_text(json.dumps({"arch": "aarch64", "isa": {"aes": True, "pmull": True, "sha2": True, "neon": True}}))
+    assert seal(w, "n1.sealed", "--cipher", "auto", "--target", n1, "--json").json()["cipher"] == "aes-256-gcm"
+
+
+def test_cipher_auto_rejects_a_target_that_is_not_bench_output(w: World) -> None:
+    bad = w.d / "bad.json"
+    bad.write_text("[1, 2]")
+    failed(seal(w, "x.sealed", "--cipher", "auto", "--target", bad), EXIT_USAGE)
+    failed(seal(w, "y.sealed", "--target", bad), EXIT_USAGE)  # --target without auto
+    assert not (w.d / "x.sealed").exists() and not (w.d / "y.sealed").exists()

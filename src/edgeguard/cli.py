@@ -243,6 +243,10 @@ def cmd_seal(args: argparse.Namespace) -> int:
         if (args.kind or detect_kind(model)) != "onnx":
             raise CliError("--optimize applies to ONNX models only", code=EXIT_USAGE)
         return _seal_optimized(args, model)
+    if args.cipher == "auto":
+        args.cipher = _auto_cipher(args.target)
+    elif args.target:
+        raise CliError("--target only applies with --cipher auto", code=EXIT_USAGE)
     progress = Progress("sealing", model.stat().st_size)
     try:
         result = seal_model(
@@ -260,6 +264,21 @@ def cmd_seal(args: argparse.Namespace) -> int:
     info = describe_from_header(result)
     emit(args, {"output": str(result.path), **info}, f"sealed {model} -> {result.path} ({result.size:,} bytes)\n" + describe_text(info))
     return EXIT_OK
+
+
+def _auto_cipher(target: str | None) -> str:
+    """The AEAD for the target: from its bench results or fingerprint, else from this machine."""
+    from .bench.fingerprint import choose_cipher
+
+    if target is None:
+        cipher = choose_cipher(None)
+        print(f"edgeguard: --cipher auto picked {cipher} for this machine (pass --target for the device's own results)", file=sys.stderr)
+        return cipher
+    try:
+        doc = json.loads(Path(target).read_text())
+        return choose_cipher(doc)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CliError(f"{target} is not `edgeguard bench` results or a fingerprint ({type(exc).__name__})", code=EXIT_USAGE) from None
 
 
 def _seal_optimized(args: argparse.Namespace, model: Path) -> int:
@@ -353,6 +372,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bench.cli import add_bench_parser
     from .detect.cli import add_profile_parser, add_seal_arguments
 
     parser = _ArgumentParser(
@@ -381,7 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sign", required=True, metavar="KEY", help="publisher signing key (ed25519 or p256)")
     p.add_argument("--recipient", action="append", default=[], metavar="PUB", help="device public key (x25519 or p256); repeatable")
     p.add_argument("--passphrase", action="store_true", help=f"seal to a passphrase instead (asked on the terminal or taken from ${PASSPHRASE_ENV})")
-    p.add_argument("--cipher", choices=CIPHERS, default="aes-256-gcm", help="payload AEAD (chacha20-poly1305 for ARM cores without AES instructions)")
+    p.add_argument("--cipher", choices=(*CIPHERS, "auto"), default="aes-256-gcm",
+                   help="payload AEAD; chacha20-poly1305 suits ARM cores without AES instructions; auto picks from --target (or this machine)")
+    p.add_argument("--target", metavar="JSON", help="with --cipher auto: the target device's `edgeguard bench` results (or its fingerprint)")
     p.add_argument("--chunk-size", type=parse_size, default=DEFAULT_CHUNK_SIZE, help="power of two, 4K..64M (default 1M)")
     p.add_argument("--name", help="model name (default: the file name without extension)")
     p.add_argument("--model-version", type=int, default=1, metavar="N", help="monotonic version for anti-rollback (default 1)")
@@ -416,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("demo", "the whole flow: keygen, seal, verify, load on a device, and the extraction detector", cmd_demo)
     add_profile_parser(sub).set_defaults(func=cmd_profile)
+    add_bench_parser(sub)
     return parser
 
 
