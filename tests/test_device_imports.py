@@ -10,3 +10,12 @@ def test_verify_and_open_do_not_import_onnx() -> None:
     code = "import sys, edgeguard.unseal, edgeguard.keys, edgeguard.cli; print('onnx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_import_edgeguard_is_light_and_loads_the_runtime_on_first_use() -> None:
+    code = (
+        "import sys, edgeguard; light = 'onnxruntime' not in sys.modules and 'onnx' not in sys.modules; "
+        "edgeguard.InferenceSession, edgeguard.Guard; print(light, 'onnxruntime' in sys.modules, 'onnx' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "False"]

@@ -22,12 +22,6 @@ from .errors import (
     UnsupportedVersionError,
     UntrustedSignerError,
 )
-from .keys import TrustStore, load_identity
-from .policy import VersionStore
-from .recipients.pkcs11 import Pkcs11Identity
-from .recipients.scrypt import PassphraseIdentity
-from .runtime import InferenceSession, open_sealed
-from .secure_memory import harden_process
 
 try:
     __version__ = version("edgeguard")
