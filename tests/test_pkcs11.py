@@ -26,6 +26,8 @@ from edgeguard.recipients import wrap_context
 from edgeguard.recipients.pkcs11 import AEAD_AES_128_GCM, Pkcs11Identity, TokenError, hpke_p256_open, parse_pkcs11_uri
 from edgeguard.seal import seal_model
 
+pytestmark = pytest.mark.native_process  # the token module is a host (x86_64) library
+
 h = bytes.fromhex
 
 # RFC 9180 Appendix A.3.1: DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-128-GCM, base mode, seq 0.

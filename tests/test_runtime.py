@@ -88,6 +88,7 @@ print(peak() - base)
 """
 
 
+@pytest.mark.native_process
 def test_strict_peak_rss_is_about_one_model_size(tmp_path: Path) -> None:
     model = make_mlp(tmp_path / "big.onnx", widths=(64, 2048, 2048, 2048, 10), seed=1)  # ~34 MB of weights
     keys = make_keys(tmp_path)

@@ -46,6 +46,7 @@ def _run_child(code: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.native_process
 def test_mapping_is_page_aligned_locked_undumpable_and_wiped_on_fork() -> None:
     buf = SecureBuffer(3 * PAGE + 5)
     assert len(buf) == 3 * PAGE + 5
@@ -147,6 +148,7 @@ def test_write_to_readonly_buffer_faults() -> None:
     assert result.returncode == -signal.SIGSEGV
 
 
+@pytest.mark.native_process
 def test_forked_child_sees_zeros() -> None:
     result = _run_child("""
         import os, numpy as np
