@@ -78,7 +78,7 @@ def test_strict_reads_weights_in_place_and_fast_copies(env: dict[str, Any]) -> N
 
 _RSS_CHILD = r"""
 import re, sys
-import edgeguard
+import edgeguard, edgeguard.runtime  # the baseline includes onnxruntime's own import, as in an app
 def peak():  # VmHWM is this address space's peak RSS (ru_maxrss would carry the parent's over exec)
     return int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 sealed, identity, trust, hygiene = sys.argv[1:5]
