@@ -174,7 +174,8 @@ def _sessions(w: Workload) -> dict[str, Any]:
 
 
 def interleaved_latencies(runs: dict[str, Any], cfg: InferenceConfig, bar: Progress, label: str) -> dict[str, list[float]]:
-    """Per-call seconds of each zero-argument callable in ``runs``, in interleaved blocks."""
+    """Per-call seconds of each zero-argument callable in ``runs``, in interleaved blocks of
+    ``cfg.block`` timed calls (order alternating per block), each after a pause and one untimed call."""
     names = list(runs)
     for name in names:
         for _ in range(cfg.warmup):
@@ -185,6 +186,7 @@ def interleaved_latencies(runs: dict[str, Any], cfg: InferenceConfig, bar: Progr
         for name in names if b % 2 == 0 else names[::-1]:
             fn, out = runs[name], times[name]
             time.sleep(_BLOCK_PAUSE_S)
+            fn()  # untimed: the first call after the pause wakes the parked thread pool
             for _ in range(cfg.block):
                 t0 = time.perf_counter()
                 fn()
