@@ -331,28 +331,38 @@ def _pyplot() -> Any:
 
 
 def plot_load(docs: Sequence[dict[str, Any]], path: Path) -> None:
-    """Load time and peak RSS above baseline against model size, one line per platform and mode."""
+    """Load time and peak RSS above baseline against model size: colour per mode, line style per
+    platform."""
     plt = _pyplot()
+    from matplotlib.lines import Line2D
+
     docs = _distinct([d for d in docs if "load" in d["suites"]])
     fig, (t_ax, m_ax) = plt.subplots(1, 2, figsize=(9, 4), dpi=90)
-    styles = {"plain_path": "-", "plain_bytes": ":", "strict": "--", "fast": "-.", "open_only": (0, (1, 3))}
-    for d in docs:
+    modes = list(docs[0]["suites"]["load"]["models"][0]["modes"]) if docs else []
+    colors = {mode: f"C{i}" for i, mode in enumerate(modes)}
+    styles = ["-", "--", ":", "-."]
+    for k, d in enumerate(docs):
         models = sorted(d["suites"]["load"]["models"], key=lambda m: m["model_bytes"])
         x = [m["model_bytes"] / 1e6 for m in models]
-        for mode, style in styles.items():
-            label = f"{display_label(d)}: {mode}"
-            t_ax.plot(x, [m["modes"][mode]["load_s"] * 1e3 for m in models], linestyle=style, marker="o", label=label)
-            m_ax.plot(x, [m["modes"][mode]["peak_rss_above_baseline_bytes"] / 1e6 for m in models], linestyle=style,
-                      marker="o", label=label)
+        for mode in modes:
+            style = {"color": colors[mode], "linestyle": styles[k % len(styles)], "marker": "o"}
+            t_ax.plot(x, [m["modes"][mode]["load_s"] * 1e3 for m in models], **style)
+            m_ax.plot(x, [m["modes"][mode]["peak_rss_above_baseline_bytes"] / 1e6 for m in models], **style)
     top = max((m["model_bytes"] / 1e6 for d in docs for m in d["suites"]["load"]["models"]), default=1)
-    m_ax.plot([0, top], [0, top], "k", linewidth=0.6, label="model size")
-    for ax, ylabel in ((t_ax, "load time, ms (median)"), (m_ax, "peak RSS above baseline, MB")):
+    m_ax.plot([0, top], [0, top], color="k", linewidth=0.6)
+    m_ax.plot([0, top], [0, 1.1 * top], color="tab:red", linewidth=0.6, linestyle=":")
+    t_ax.set_ylabel("load time, ms (median)")
+    m_ax.set_ylabel("peak RSS above baseline, MB")
+    for ax in (t_ax, m_ax):
         ax.set_xlabel("model size, MB")
-        ax.set_ylabel(ylabel)
-    entries = len(docs) * len(styles) + 1
-    fig.legend(*m_ax.get_legend_handles_labels(), fontsize=7, ncol=3, loc="lower center")
+    t_ax.legend([Line2D([], [], color=c) for c in colors.values()], list(colors), fontsize=7, title="mode",
+                title_fontsize=7)
+    m_ax.legend([Line2D([], [], color="k", linewidth=0.6), Line2D([], [], color="tab:red", linestyle=":")],
+                ["model size", "goal for strict: 1.1x model"], fontsize=7)
+    fig.legend([Line2D([], [], color="k", linestyle=styles[k % len(styles)]) for k in range(len(docs))],
+               [display_label(d) for d in docs], fontsize=7, ncol=2, loc="lower center")
     fig.suptitle(_title("Sealed vs plain load against model size", docs), fontsize=10)
-    fig.tight_layout(rect=(0, 0.04 + 0.035 * ((entries + 2) // 3), 1, 1))
+    fig.tight_layout(rect=(0, 0.04 + 0.04 * ((len(docs) + 1) // 2), 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
@@ -364,8 +374,9 @@ def plot_inference(docs: Sequence[dict[str, Any]], path: Path) -> None:
     bars = [(d, b, mode) for d in docs for b in d["suites"]["inference"]["batches"] for mode in ("strict", "fast")]
     fig, ax = plt.subplots(figsize=(8, 4), dpi=90)
     colors = {"strict": "tab:orange", "fast": "tab:blue"}
-    ax.bar(range(len(bars)), [b["ratios"][f"{mode}_p50_over_plain"] for _, b, mode in bars],
-           color=[colors[mode] for *_, mode in bars])
+    drawn = ax.bar(range(len(bars)), [b["ratios"][f"{mode}_p50_over_plain"] for _, b, mode in bars],
+                   color=[colors[mode] for *_, mode in bars])
+    ax.bar_label(drawn, fmt="%.3f", fontsize=7)
     ax.set_xticks(range(len(bars)), [textwrap.fill(f"{display_label(d)} b{b['batch']} {mode}", 22) for d, b, mode in bars],
                   fontsize=7, rotation=30, ha="right")
     ax.axhline(1.0, color="k", linewidth=0.8)
