@@ -2,8 +2,8 @@
 # Runs `edgeguard bench --quick` (every suite) under qemu-aarch64 and writes its JSON (labelled
 # emulated) to $1 (default: results/bench-aarch64-emulated.json). `openssl speed` runs the
 # sysroot's aarch64 openssl under qemu too, so both sides of the comparison are emulated alike.
-# A 2 MB model instead of 8 MB: emulated inference is ~100x slower than native, and with the
-# default size the inference suite alone took 3 minutes (about 2.5 minutes in all at 2 MB).
+# A 1 MB model instead of 8 MB: emulated inference is ~100x slower than native; with the
+# default size the inference suite alone took 3 minutes, and 1.7 minutes at 2 MB.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 out=${1:-$ROOT/results/bench-aarch64-emulated.json}
@@ -16,7 +16,7 @@ cat >"$wrapper" <<WRAP
 exec qemu-aarch64 -L "$SYSROOT" -cpu "$QEMU_CPU" "$SYSROOT/usr/bin/openssl" "\$@"
 WRAP
 chmod +x "$wrapper"
-"$VENV/bin/python" -m edgeguard.bench --quick --sizes 2 --no-progress --openssl "$wrapper" \
+"$VENV/bin/python" -m edgeguard.bench --quick --sizes 1 --no-progress --openssl "$wrapper" \
   --label "aarch64 qemu-user $QEMU_CPU (emulated)" --output "$out"
 python3 - "$out" <<'PY'
 import json, sys

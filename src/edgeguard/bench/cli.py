@@ -86,7 +86,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--suite", dest="suites", type=_suite_list, default=list(SUITES),
                    help=f"comma-separated suites to run (default: all of {','.join(SUITES)})")
     p.add_argument("--model", help="your ONNX model for the load and inference suites, instead of synthetic MLPs")
-    p.add_argument("--sizes", type=_size_list, help="synthetic model sizes in MB for the load suite, e.g. 8,32,128")
+    p.add_argument("--sizes", type=_size_list, help="synthetic model sizes in MB for the load suite (inference uses the middle one), e.g. 8,32,128")
     p.add_argument("--threads", type=_thread_list, help="thread counts to measure, e.g. 1,2,4; 1 is "
                    "always added (default: 1, 2, ... every hardware thread)")
     p.add_argument("--chunk-size", type=_positive_int, default=MIB, help="chunk size in bytes (default 1 MiB)")

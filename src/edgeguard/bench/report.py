@@ -351,10 +351,18 @@ def plot_load(docs: Sequence[dict[str, Any]], path: Path) -> None:
     top = max((m["model_bytes"] / 1e6 for d in docs for m in d["suites"]["load"]["models"]), default=1)
     m_ax.plot([0, top], [0, top], color="k", linewidth=0.6)
     m_ax.plot([0, top], [0, 1.1 * top], color="tab:red", linewidth=0.6, linestyle=":")
-    t_ax.set_ylabel("load time, ms (median)")
+    t_ax.set_xscale("log")
+    t_ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for axis in (t_ax.xaxis, t_ax.yaxis):  # plain numbers at 1-2-5 steps rather than 2x10^2
+        axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    t_ax.set_ylabel("load time, ms (median, log)")
     m_ax.set_ylabel("peak RSS above baseline, MB")
-    for ax in (t_ax, m_ax):
-        ax.set_xlabel("model size, MB")
+    t_ax.set_xlabel("model size, MB (log)")
+    m_ax.set_xlabel("model size, MB")
     t_ax.legend([Line2D([], [], color=c) for c in colors.values()], list(colors), fontsize=7, title="mode",
                 title_fontsize=7)
     m_ax.legend([Line2D([], [], color="k", linewidth=0.6), Line2D([], [], color="tab:red", linestyle=":")],
@@ -368,21 +376,21 @@ def plot_load(docs: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def plot_inference(docs: Sequence[dict[str, Any]], path: Path) -> None:
-    """Bars: strict/plain and fast/plain per-query p50 latency per batch size and platform."""
+    """Bars: strict/plain and fast/plain per-query p50 latency, grouped by platform and batch size."""
     plt = _pyplot()
     docs = _distinct([d for d in docs if "inference" in d["suites"]])
-    bars = [(d, b, mode) for d in docs for b in d["suites"]["inference"]["batches"] for mode in ("strict", "fast")]
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=90)
-    colors = {"strict": "tab:orange", "fast": "tab:blue"}
-    drawn = ax.bar(range(len(bars)), [b["ratios"][f"{mode}_p50_over_plain"] for _, b, mode in bars],
-                   color=[colors[mode] for *_, mode in bars])
-    ax.bar_label(drawn, fmt="%.3f", fontsize=7)
-    ax.set_xticks(range(len(bars)), [textwrap.fill(f"{display_label(d)} b{b['batch']} {mode}", 22) for d, b, mode in bars],
-                  fontsize=7, rotation=30, ha="right")
+    groups = [(d, b) for d in docs for b in d["suites"]["inference"]["batches"]]
+    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=90)
+    for offset, mode, color in ((-0.2, "strict", "tab:orange"), (0.2, "fast", "tab:blue")):
+        drawn = ax.bar([j + offset for j in range(len(groups))], [b["ratios"][f"{mode}_p50_over_plain"] for _, b in groups],
+                       0.4, color=color, label=f"{mode} / plain")
+        ax.bar_label(drawn, fmt="%.3f", fontsize=6)
+    ax.set_xticks(range(len(groups)), [textwrap.fill(f"{display_label(d)}, batch {b['batch']}", 20) for d, b in groups],
+                  fontsize=6)
     ax.axhline(1.0, color="k", linewidth=0.8)
     ax.axhline(1.03, color="tab:red", linestyle="--", linewidth=0.8, label="goal for fast: 1.03x")
     ax.set_ylabel("p50 latency / plain onnxruntime p50")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_title(_title("Inference overhead per query", docs), fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
@@ -394,10 +402,10 @@ def plot_detector(docs: Sequence[dict[str, Any]], path: Path) -> None:
     plt = _pyplot()
     docs = _distinct([d for d in docs if "detector" in d["suites"]])
     fig, ax = plt.subplots(figsize=(8, 4), dpi=90)
-    for d in docs:
+    for k, d in enumerate(docs):
         for o in d["suites"]["detector"]["observe"]:
             ax.plot([v * 1e6 for v in o["percentiles_s"]], range(101), linestyle="-" if o["rows"] == 1 else "--",
-                    label=f"{display_label(d)}: {o['rows']} row(s)")
+                    color=f"C{k}", label=f"{display_label(d)}: {o['rows']} row(s)")
     ax.axvline(50, color="tab:red", linestyle=":", linewidth=0.8, label="goal: p99 <= 50 us (1 row)")
     ax.axhline(99, color="grey", linewidth=0.5)
     ax.set_xscale("log")
