@@ -121,10 +121,8 @@ def run_detector_suite(cfg: DetectorConfig, tmp: Path, progress: bool | None = N
             return plain.run(None, {"x": x})[0]
 
         benign = _Benign(cfg.dim, cfg.classes, seed=0)
-        b0 = time.monotonic()
         profile = Profile.build(benign.draw(cfg.calibration), predict=predict, streams=cfg.streams,
                                 stream_length=cfg.stream_length, seed=0)
-        build_s = time.monotonic() - b0
         guard = Guard(profile, max_clients=max(cfg.clients, 1024))
         x = benign.draw(max(cfg.queries, 32 * 64))
         y = predict(x)
@@ -158,7 +156,7 @@ def run_detector_suite(cfg: DetectorConfig, tmp: Path, progress: bool | None = N
     p99 = observe[0]["p99_s"]
     return {
         "config": cfg.as_json(),
-        "profile": {"build_s": build_s, "bytes": len(profile.to_bytes()), "dim": profile.dim,
+        "profile": {"bytes": len(profile.to_bytes()), "dim": profile.dim,
                     "sketch_dim": profile.sketch_dim, "classes": profile.classes},
         "state_bytes_per_client": guard.state_bytes_per_client,
         "clients_tracked": guard.clients,
