@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("onnx")
 
 
+@pytest.mark.slow  # ~8 s natively, 100 s under qemu (where tools/aarch64/bench.sh runs the same suites)
 def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "runtime_load.py"), "--quick", "--sizes", "2",
