@@ -79,11 +79,11 @@ def test_summary_limit_ratio_and_scaling() -> None:
 
 @pytest.fixture(scope="module")
 def quick_result(tmp_path_factory) -> dict:
-    """A real `edgeguard bench --quick` run through the CLI functions (about 5 s natively)."""
+    """A real `edgeguard bench --quick --suite crypto` run through the CLI functions (about 5 s natively)."""
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     parser = argparse.ArgumentParser()
     add_bench_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "--quick", "--no-progress", "--output", str(out)])
+    args = parser.parse_args(["bench", "--quick", "--suite", "crypto", "--no-progress", "--output", str(out)])
     assert args.func(args) == 0
     return json.loads(out.read_text())
 

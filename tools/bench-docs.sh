@@ -11,7 +11,7 @@ mapfile -t files < <(ls "$root"/docs/data/*native*.json; ls "$root"/docs/data/*e
 "$py" -m edgeguard.bench report "${files[@]}" --out "$tmp"
 mkdir -p "$root/docs/img"
 cp "$tmp"/*.png "$root/docs/img/"
-sed 's#](crypto-#](img/crypto-#' "$tmp/report.md" >"$root/docs/bench-report.md"
+sed -E 's#\]\(([a-z0-9-]+\.png)\)#](img/\1)#' "$tmp/report.md" >"$root/docs/bench-report.md"
 for f in "$root"/docs/img/*.png; do
   size=$(stat -c %s "$f")
   ((size < 200000)) || { echo "$f is $size bytes (keep docs images < 200 KB)" >&2; exit 1; }

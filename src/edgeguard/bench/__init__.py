@@ -1,4 +1,5 @@
-"""edgeguard's benchmarks: the platform fingerprint, the crypto throughput suite and reports.
+"""edgeguard's benchmarks: the platform fingerprint, the crypto, load, inference and detector
+suites, the versioned result document and its report.
 
 Mounted into the main CLI as ``edgeguard bench`` through :func:`edgeguard.bench.cli.add_bench_parser`;
 also runnable as ``python -m edgeguard.bench``.

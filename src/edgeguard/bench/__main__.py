@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from edgeguard.bench.cli import add_bench_parser
+from edgeguard.cli import main as cli_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="edgeguard")  # usage reads like the main CLI
-    add_bench_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,22 +1,30 @@
 """The ``edgeguard bench`` subcommand, for the main CLI to mount with ``add_bench_parser``.
 
-    edgeguard bench [--quick | --full] [--threads 1,2,4] [--output FILE] [--label NAME]
+    edgeguard bench [--quick | --full] [--suite crypto,load,inference,detector] [--model MODEL.onnx]
+                    [--threads 1,2,4] [--output FILE] [--label NAME]
     edgeguard bench report RESULTS.json ... --out DIR [--no-plots]
 
 Without ``--output`` the JSON result document goes to stdout; a short summary always goes to
-stderr.
+stderr. Errors are raised as ``edgeguard.cli.CliError`` for the main CLI to print.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from edgeguard.bench.crypto import MIB, BenchError, CryptoConfig, run_crypto_suite
 from edgeguard.bench.results import ResultsError, dump, make_document
+
+SUITES = ("crypto", "load", "inference", "detector")
+# They generate (or take the user's) ONNX models and seal them at run time: that needs onnx.
+ONNX_SUITES = ("load", "inference", "detector")
 
 
 def _thread_list(text: str) -> list[int]:
@@ -27,6 +35,24 @@ def _thread_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("thread counts must be >= 1")
     return sorted(set(values))
+
+
+def _suite_list(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = sorted(set(names) - set(SUITES))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"suites are a comma-separated subset of {','.join(SUITES)}, got {text!r}")
+    return [s for s in SUITES if s in names]
+
+
+def _size_list(text: str) -> list[float]:
+    try:
+        values = sorted({float(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of sizes in MB: {text!r}") from None
+    if not values or values[0] <= 0:
+        raise argparse.ArgumentTypeError("model sizes must be > 0 MB")
+    return values
 
 
 def _positive_int(text: str) -> int:
@@ -46,18 +72,26 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     """
     p = subparsers.add_parser(
         "bench", help="measure edgeguard's overhead on this machine",
-        description="Measure the crypto throughput of the native core next to `openssl speed` and write "
-                    "a JSON result document (schema: edgeguard/bench/schema.json).")
+        description="Measure edgeguard's overhead: crypto throughput next to `openssl speed`, sealed load "
+                    "against plain onnxruntime, inference and detector latency; write a JSON result document "
+                    "(schema: edgeguard/bench/schema.json). The load, inference and detector suites need onnx "
+                    "(pip install 'edgeguard[bench]').")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                      help="16 MiB payloads, 3 repetitions (the default)")
+                      help="the default: 16 MiB crypto payloads, one 8 MB model, 3 repetitions")
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
-                      help="64 MiB up to 1 GiB payloads as free memory allows, 5 repetitions")
+                      help="64 MiB up to 1 GiB crypto payloads as free memory allows, 8/32/128 MB models, "
+                           "5 repetitions, longer latency runs")
     p.set_defaults(mode="quick", func=run_bench, bench_command=None)
+    p.add_argument("--suite", dest="suites", type=_suite_list, default=list(SUITES),
+                   help=f"comma-separated suites to run (default: all of {','.join(SUITES)})")
+    p.add_argument("--model", help="your ONNX model for the load and inference suites, instead of synthetic MLPs")
+    p.add_argument("--sizes", type=_size_list, help="synthetic model sizes in MB for the load suite (inference uses the middle one), e.g. 8,32,128")
     p.add_argument("--threads", type=_thread_list, help="thread counts to measure, e.g. 1,2,4; 1 is "
                    "always added (default: 1, 2, ... every hardware thread)")
     p.add_argument("--chunk-size", type=_positive_int, default=MIB, help="chunk size in bytes (default 1 MiB)")
-    p.add_argument("--repetitions", type=_positive_int, help="timed repetitions per measurement (median is kept)")
+    p.add_argument("--repetitions", type=_positive_int, help="timed repetitions of each crypto measurement and "
+                   "fresh-process loads per mode (the median is kept)")
     p.add_argument("--openssl", default=os.environ.get("EDGEGUARD_OPENSSL", "openssl"),
                    help="openssl command for `openssl speed` (default: $EDGEGUARD_OPENSSL or openssl)")
     p.add_argument("--label", help="platform name for reports (default: arch, native/emulated, CPU model)")
@@ -73,26 +107,90 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _ms(v: float) -> str:
+    return f"{v * 1e3:.3g} ms"
+
+
 def _summary_lines(doc: dict[str, Any]) -> list[str]:
-    crypto = doc["suites"]["crypto"]
+    suites = doc["suites"]
     lines = [f"edgeguard bench ({doc['mode']}) on {doc['label']}" + (" [EMULATED]" if doc["emulated"] else "")]
 
     def gb(v: float | None) -> str:
         return "  n/a" if v is None else f"{v / 1e9:5.2f}"
 
-    for s in crypto["summary"]:
+    for s in suites.get("crypto", {}).get("summary", []):
         ratio, share = s["open_over_limit"], s["cpu_share_1t"]
         scaling = ", ".join(f"{r['threads']}t {r['open_speedup']:.2f}x" for r in s["scaling"])
         lines.append(
             f"  {s['cipher']:<18} seal {gb(s['seal_1t_bytes_per_s'])}  open {gb(s['open_1t_bytes_per_s'])} GB/s"
             f" ({gb(s['open_1t_bytes_per_cpu_s'])} per CPU-s, {'n/a' if share is None else f'{share:.0%}'} of a core)"
             f"  open/limit {'n/a' if ratio is None else f'{ratio:.2f}'}  scaling {scaling}")
+    for m in suites.get("load", {}).get("models", []):
+        r = m["ratios"]
+        lines.append(f"  load {m['name']} ({m['model_bytes'] / 1e6:.0f} MB): plain {_ms(m['modes']['plain_path']['load_s'])}"
+                     f", strict {r['strict_load_over_plain']:.2f}x, fast {r['fast_load_over_plain']:.2f}x"
+                     f", strict peak RSS {r['strict_peak_rss_over_model']:.2f}x model")
+    for b in suites.get("inference", {}).get("batches", []):
+        r = b["ratios"]
+        lines.append(f"  inference b{b['batch']}: plain p50 {_ms(b['modes']['plain']['p50_s'])}"
+                     f", strict {r['strict_p50_over_plain']:.2f}x, fast {r['fast_p50_over_plain']:.3f}x")
+    det = suites.get("detector")
+    if det:
+        o, g = det["observe"][0], det["guarded_run"]
+        lines.append(f"  detector observe p50 {o['p50_s'] * 1e6:.1f} us, p99 {o['p99_s'] * 1e6:.1f} us"
+                     f", {det['state_bytes_per_client']} B/client; guarded run +{g['added_p50_s'] * 1e6:.1f} us p50")
     return lines
 
 
+def _measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs the chosen suites with the mode's presets and returns the result document."""
+    from edgeguard.bench import workloads
+    from edgeguard.bench.detector import DetectorConfig, run_detector_suite
+    from edgeguard.bench.runtime import InferenceConfig, LoadConfig, run_inference_suite, run_load_suite
+
+    full = args.mode == "full"
+    progress = False if args.no_progress else None
+    out: dict[str, Any] = {}
+    if "crypto" in args.suites:
+        cfg = (CryptoConfig.full if full else CryptoConfig.quick)(threads=args.threads)
+        cfg.chunk_size = args.chunk_size
+        cfg.openssl = args.openssl
+        if args.repetitions:
+            cfg.repetitions = args.repetitions
+        out["crypto"] = run_crypto_suite(cfg, progress=progress)
+    runtime = [s for s in ("load", "inference") if s in args.suites]
+    with tempfile.TemporaryDirectory(prefix="edgeguard-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        if runtime:
+            load = LoadConfig.full() if full else LoadConfig.quick()
+            load.sizes_mb = args.sizes or load.sizes_mb
+            if args.repetitions:
+                load.repetitions = args.repetitions
+            models = ([workloads.user_model(args.model, tmp)] if args.model else
+                      [workloads.synthetic(size, tmp) for size in load.sizes_mb])
+            if "load" in runtime:
+                probe = workloads.synthetic(0.02, tmp)  # what a session costs without weights
+                out["load"] = run_load_suite(load, models, probe, progress=progress)
+            if "inference" in runtime:
+                # One model: the user's, else the middle synthetic size.
+                inference = InferenceConfig.full() if full else InferenceConfig.quick()
+                out["inference"] = run_inference_suite(inference, models[len(models) // 2], progress=progress)
+        if "detector" in args.suites:
+            out["detector"] = run_detector_suite(DetectorConfig.full() if full else DetectorConfig.quick(), tmp,
+                                                 progress=progress)
+    return make_document(out, args.mode, label=args.label)
+
+
 def run_bench(args: argparse.Namespace) -> int:
-    """Runs ``bench`` or ``bench report`` from parsed arguments; returns the exit status
-    (0 on success, 1 when a measurement or a result file failed; the reason goes to stderr)."""
+    """Runs ``bench`` or ``bench report`` from parsed arguments; returns 0.
+
+    Raises:
+        edgeguard.cli.CliError: a measurement or a result file failed, a needed package is
+            missing, or the arguments do not fit together (exit code EXIT_USAGE).
+        EdgeguardError: ``--model`` is not a model that can be sealed.
+    """
+    from edgeguard.cli import EXIT_USAGE, CliError
+
     try:
         if args.bench_command == "report":
             from edgeguard.bench.report import write_report
@@ -100,24 +198,26 @@ def run_bench(args: argparse.Namespace) -> int:
             try:
                 md = write_report(args.results, args.report_dir, plots=not args.no_plots)
             except ImportError as e:
-                print(f"edgeguard bench report: {e} (pip install 'edgeguard[bench]', or --no-plots)", file=sys.stderr)
-                return 1
+                raise CliError(f"the report's plots need matplotlib ({e})",
+                               hint="pip install 'edgeguard[bench]', or pass --no-plots") from None
             print(f"report written to {md}", file=sys.stderr)
             return 0
-        make = CryptoConfig.full if args.mode == "full" else CryptoConfig.quick
-        cfg = make(threads=args.threads)
-        cfg.chunk_size = args.chunk_size
-        cfg.openssl = args.openssl
-        if args.repetitions:
-            cfg.repetitions = args.repetitions
-        crypto = run_crypto_suite(cfg, progress=False if args.no_progress else None)
-        doc = make_document({"crypto": crypto}, args.mode, label=args.label)
+        onnx_suites = [s for s in args.suites if s in ONNX_SUITES]
+        if onnx_suites and importlib.util.find_spec("onnx") is None:
+            raise CliError(f"the {', '.join(onnx_suites)} suite(s) need the onnx package to generate and seal models",
+                           hint="pip install 'edgeguard[bench]', or run --suite crypto alone")
+        if args.model and not {"load", "inference"} & set(args.suites):
+            raise CliError("--model applies to the load and inference suites only", code=EXIT_USAGE)
+        if args.model and args.sizes:
+            raise CliError("--sizes sizes synthetic models; it cannot be combined with --model", code=EXIT_USAGE)
+        if args.model and not os.path.isfile(args.model):
+            raise CliError(f"{args.model} is not a file")
+        doc = _measure(args)
         if args.output:
             dump(doc, args.output)
         else:
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    except (BenchError, ResultsError, OSError, ValueError) as e:
-        print(f"edgeguard bench: {e}", file=sys.stderr)
-        return 1
+    except (BenchError, ResultsError) as e:
+        raise CliError(str(e)) from None
     print("\n".join(_summary_lines(doc)), file=sys.stderr)
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 from edgeguard.bench.fingerprint import fingerprint as _fingerprint
 
 FORMAT = "edgeguard-bench"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 class ResultsError(ValueError):

@@ -1,0 +1,235 @@
+"""The load and inference suites: edgeguard's runtime against plain onnxruntime, side by side.
+
+load: every mode loads the same model in a fresh process (``_load_child``), repetition after
+repetition in alternating order so that no mode always goes first; the median load time and the
+median peak RSS above the process's baseline are reported, with every sample.
+
+  plain_path   onnxruntime.InferenceSession(path)          (weights embedded in the .onnx)
+  plain_bytes  onnxruntime.InferenceSession(file bytes)    (read + parse from memory)
+  strict       edgeguard.InferenceSession(sealed, hygiene="strict")
+  fast         edgeguard.InferenceSession(sealed, hygiene="fast")
+  open_only    edgeguard.open_sealed(sealed): verify + decrypt alone, the crypto floor of a load
+
+inference: plain, strict and fast sessions of one model in this process, run in interleaved
+blocks (alternating order) so that other load on the machine hits every mode alike; per-query
+latency percentiles at batch 1 and 32 after a warm-up.
+
+Issue 3's goals: strict load <= 0.6x and fast load <= 1.1x the plain path load; strict peak RSS
+<= 1.1x the model size above the baseline; fast-mode inference within 3% of plain.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeguard.bench.crypto import BenchError, Progress
+from edgeguard.bench.workloads import Workload, latency_stats
+
+LOAD_MODES = ("plain_path", "plain_bytes", "strict", "fast", "open_only")
+INFERENCE_MODES = ("plain", "strict", "fast")
+BATCHES = (1, 32)
+GOAL_STRICT_LOAD = 0.6
+GOAL_FAST_LOAD = 1.1
+GOAL_STRICT_PEAK_RSS = 1.1
+GOAL_FAST_INFERENCE = 1.03
+# A tiny model's session: what any onnxruntime session costs regardless of weights.
+_SESSION_PROBE_MB = 0.02
+_BLOCK_PAUSE_S = 0.02  # lets one session's spinning thread pool park before the next block
+
+
+@dataclass
+class LoadConfig:
+    """What the load suite measures. ``sizes_mb``: synthetic model sizes (ignored with a user model)."""
+
+    sizes_mb: list[float]
+    repetitions: int = 3
+
+    @staticmethod
+    def quick() -> LoadConfig:
+        return LoadConfig(sizes_mb=[8])
+
+    @staticmethod
+    def full() -> LoadConfig:
+        return LoadConfig(sizes_mb=[8, 32, 128], repetitions=5)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"sizes_mb": list(self.sizes_mb), "repetitions": self.repetitions, "modes": list(LOAD_MODES)}
+
+
+@dataclass
+class InferenceConfig:
+    """Per batch size and mode: ``blocks`` interleaved blocks of ``block`` timed queries."""
+
+    blocks: int = 10
+    block: int = 20
+    warmup: int = 3
+    batches: list[int] = field(default_factory=lambda: list(BATCHES))
+
+    @staticmethod
+    def quick() -> InferenceConfig:
+        return InferenceConfig()
+
+    @staticmethod
+    def full() -> InferenceConfig:
+        return InferenceConfig(blocks=20, block=50)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"blocks": self.blocks, "block": self.block, "warmup": self.warmup, "batches": list(self.batches),
+                "modes": list(INFERENCE_MODES)}
+
+
+def _child(spec: dict[str, Any]) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "edgeguard.bench._load_child", json.dumps(spec)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise BenchError(f"{spec['mode']} load of {spec['model']} failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _spec(w: Workload, mode: str) -> dict[str, Any]:
+    return {"mode": mode, "model": str(w.model), "sealed": str(w.sealed), "identity": str(w.identity), "trust": str(w.trust)}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _load_model(cfg: LoadConfig, w: Workload, probe: Workload, bar: Progress) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in LOAD_MODES}
+    for r in range(cfg.repetitions):
+        for mode in LOAD_MODES if r % 2 == 0 else LOAD_MODES[::-1]:
+            bar.step(f"load {w.name} {mode} #{r + 1}")
+            runs[mode].append(_child(_spec(w, mode)))
+    bar.step(f"load {probe.name} (session probe)")
+    session_bytes = _child(_spec(probe, "plain_path"))["peak_rss_above_baseline_bytes"]
+    modes = {}
+    for mode, rs in runs.items():
+        m = {"load_samples_s": [r["load_s"] for r in rs],
+             "peak_rss_samples_bytes": [r["peak_rss_above_baseline_bytes"] for r in rs]}
+        m["load_s"] = statistics.median(m["load_samples_s"])
+        m["load_min_s"] = min(m["load_samples_s"])  # the least disturbed run on a shared machine
+        m["peak_rss_above_baseline_bytes"] = int(statistics.median(m["peak_rss_samples_bytes"]))
+        for key in ("first_b1_s", "first_b32_s"):
+            if all(key in r for r in rs):
+                m[key] = statistics.median(r[key] for r in rs)
+        modes[mode] = m
+    size = w.model_bytes
+    plain, strict, fast = modes["plain_path"], modes["strict"], modes["fast"]
+    ratios = {
+        "strict_load_over_plain": _ratio(strict["load_s"], plain["load_s"]),
+        "fast_load_over_plain": _ratio(fast["load_s"], plain["load_s"]),
+        "plain_bytes_load_over_plain": _ratio(modes["plain_bytes"]["load_s"], plain["load_s"]),
+        "open_only_load_over_plain": _ratio(modes["open_only"]["load_s"], plain["load_s"]),
+        "strict_load_over_plain_best": _ratio(strict["load_min_s"], plain["load_min_s"]),
+        "fast_load_over_plain_best": _ratio(fast["load_min_s"], plain["load_min_s"]),
+        **{f"{mode}_peak_rss_over_model": modes[mode]["peak_rss_above_baseline_bytes"] / size for mode in LOAD_MODES},
+        "strict_peak_rss_less_session_over_model": (strict["peak_rss_above_baseline_bytes"] - session_bytes) / size,
+    }
+    goals = {
+        "strict_load": {"value": ratios["strict_load_over_plain"], "limit": GOAL_STRICT_LOAD},
+        "fast_load": {"value": ratios["fast_load_over_plain"], "limit": GOAL_FAST_LOAD},
+        "strict_peak_rss": {"value": ratios["strict_peak_rss_over_model"], "limit": GOAL_STRICT_PEAK_RSS},
+    }
+    for g in goals.values():
+        g["met"] = None if g["value"] is None else g["value"] <= g["limit"]
+    return {**w.as_json(), "session_overhead_bytes": session_bytes, "modes": modes, "ratios": ratios, "goals": goals}
+
+
+def run_load_suite(cfg: LoadConfig, workloads: list[Workload], probe: Workload,
+                   progress: bool | None = None) -> dict[str, Any]:
+    """Times fresh-process loads of every workload in every mode; returns the ``load`` section.
+
+    ``probe`` is a tiny model whose plain load gives the session overhead. ``progress``: None
+    draws a bar only on a terminal.
+
+    Raises BenchError if a load fails or the configuration is empty.
+    """
+    if cfg.repetitions < 1 or not workloads:
+        raise BenchError("the load suite needs a model and at least one repetition")
+    bar = Progress(len(workloads) * (cfg.repetitions * len(LOAD_MODES) + 1), progress)
+    t0 = time.monotonic()
+    try:
+        models = [_load_model(cfg, w, probe, bar) for w in workloads]
+    finally:
+        bar.close()
+    return {"config": cfg.as_json(), "models": models, "duration_s": time.monotonic() - t0}
+
+
+def _sessions(w: Workload) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    from edgeguard.runtime import InferenceSession
+
+    cpu = ["CPUExecutionProvider"]
+    keys = {"identity": str(w.identity), "trust": str(w.trust), "providers": cpu}
+    return {"plain": ort.InferenceSession(str(w.model), providers=cpu),
+            "strict": InferenceSession(w.sealed, hygiene="strict", **keys),
+            "fast": InferenceSession(w.sealed, hygiene="fast", **keys)}
+
+
+def interleaved_latencies(runs: dict[str, Any], cfg: InferenceConfig, bar: Progress, label: str) -> dict[str, list[float]]:
+    """Per-call seconds of each zero-argument callable in ``runs``, in interleaved blocks of
+    ``cfg.block`` timed calls (order alternating per block), each after a pause and one untimed call."""
+    names = list(runs)
+    for name in names:
+        for _ in range(cfg.warmup):
+            runs[name]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for b in range(cfg.blocks):
+        bar.step(f"{label} block {b + 1}")
+        for name in names if b % 2 == 0 else names[::-1]:
+            fn, out = runs[name], times[name]
+            time.sleep(_BLOCK_PAUSE_S)
+            fn()  # untimed: the first call after the pause wakes the parked thread pool
+            for _ in range(cfg.block):
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
+    return times
+
+
+def run_inference_suite(cfg: InferenceConfig, w: Workload, progress: bool | None = None) -> dict[str, Any]:
+    """Steady per-query latency of plain onnxruntime, strict and fast on one model; returns the
+    ``inference`` section. Batches the model's inputs fix otherwise are skipped.
+
+    Raises BenchError if no batch size fits the model or the configuration is empty, and
+    whatever loading the model raises.
+    """
+    from edgeguard.runtime import sample_inputs
+
+    if cfg.blocks < 1 or cfg.block < 1:
+        raise BenchError("the inference suite needs at least one block of one query")
+    t0 = time.monotonic()
+    sessions = _sessions(w)
+    rows = []
+    bar = Progress(len(cfg.batches) * cfg.blocks, progress)
+    try:
+        for batch in cfg.batches:
+            feeds = sample_inputs(sessions["plain"].get_inputs(), batch)
+            if not all(v.shape[:1] == (batch,) for v in feeds.values()):
+                continue
+            runs = {m: (lambda s=s: s.run(None, feeds)) for m, s in sessions.items()}
+            times = interleaved_latencies(runs, cfg, bar, f"inference b{batch}")
+            modes = {m: latency_stats(t) for m, t in times.items()}
+            p = {m: (s["p50_s"], s["p99_s"]) for m, s in modes.items()}
+            ratios = {f"{m}_{q}_over_plain": p[m][i] / p["plain"][i]
+                      for m in ("strict", "fast") for i, q in enumerate(("p50", "p99"))}
+            rows.append({"batch": batch, "modes": modes, "ratios": ratios})
+    finally:
+        bar.close()
+        for s in sessions.values():
+            if hasattr(s, "close"):
+                s.close()
+    if not rows:
+        raise BenchError(f"no batch size of {cfg.batches} fits the inputs of {w.model}")
+    worst_fast = max(r["ratios"]["fast_p50_over_plain"] for r in rows)
+    return {"config": cfg.as_json(), "model": w.as_json(), "batches": rows,
+            "goals": {"fast_inference": {"value": worst_fast, "limit": GOAL_FAST_INFERENCE,
+                                         "met": worst_fast <= GOAL_FAST_INFERENCE}},
+            "duration_s": time.monotonic() - t0}

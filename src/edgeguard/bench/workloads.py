@@ -1,0 +1,141 @@
+"""The bench's workloads: synthetic fp32 models generated at run time, sealed for a throwaway
+device key, and latency statistics shared by the runtime and detector suites.
+
+Generating and sealing ONNX models needs the ``onnx`` package (the ``bench`` extra): the load,
+inference and detector suites need it, the crypto suite does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MB = 1_000_000
+# The percentiles kept of every latency distribution: enough to draw its CDF in a report.
+PERCENTILES = tuple(range(101))
+
+
+@dataclass
+class Workload:
+    """One model on disk, plain and sealed, with the keys that open it."""
+
+    name: str
+    source: str  # "synthetic" or "user"
+    model: Path
+    sealed: Path
+    identity: Path
+    trust: Path
+    width: int | None = None
+    layers: int | None = None
+
+    @property
+    def model_bytes(self) -> int:
+        return self.model.stat().st_size
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "model_bytes": self.model_bytes,
+                "sealed_bytes": self.sealed.stat().st_size, "width": self.width, "layers": self.layers}
+
+
+def make_mlp(path: Path, size_mb: float) -> tuple[int, int]:
+    """Writes an fp32 MLP of about ``size_mb`` MB (weights embedded): square MatMul + Add + Relu
+    layers of width w, input ``x`` [batch, w], output ``y``. Returns (width, layers).
+
+    Raises ImportError without onnx.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    target = size_mb * MB
+    width = 512 if target < 50 * MB else 2048
+    layers = max(1, round(target / (4 * width * width)))
+    if target < 4 * width * width:  # small sizes: one layer, narrower
+        width = max(64, int((target / 4) ** 0.5) // 64 * 64)
+    rng = np.random.default_rng(0)
+    nodes, inits, prev = [], [], "x"
+    for i in range(layers):
+        w = rng.standard_normal((width, width), dtype=np.float32) / np.float32(np.sqrt(width))
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(width, np.float32), f"b{i}")]
+        out = "y" if i == layers - 1 else f"h{i}"
+        nodes += [helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"]),
+                  helper.make_node("Relu", [f"a{i}"], [out])]
+        prev = out
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return width, layers
+
+
+def make_classifier(path: Path, dim: int, hidden: int, classes: int, seed: int = 0) -> None:
+    """Writes a small fp32 classifier: x [batch, dim] -> Relu(x W1 + b1) W2 + b2 -> Softmax ``y``.
+
+    Raises ImportError without onnx.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array((rng.standard_normal((dim, hidden)) / np.sqrt(dim)).astype(np.float32), "w1"),
+             numpy_helper.from_array(np.zeros(hidden, np.float32), "b1"),
+             numpy_helper.from_array((rng.standard_normal((hidden, classes)) / np.sqrt(hidden)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.zeros(classes, np.float32), "b2")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["m1"]), helper.make_node("Add", ["m1", "b1"], ["a1"]),
+             helper.make_node("Relu", ["a1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["m2"]),
+             helper.make_node("Add", ["m2", "b2"], ["logits"]), helper.make_node("Softmax", ["logits"], ["y"], axis=-1)]
+    graph = helper.make_graph(nodes, "classifier", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", dim])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+
+
+def seal(model: Path, tmp: Path, name: str, source: str, width: int | None = None,
+         layers: int | None = None) -> Workload:
+    """Seals ``model`` into ``tmp`` for a fresh device key (P-256) with a fresh Ed25519 publisher key.
+
+    Raises ImportError without onnx, FormatError if the file is not a usable ONNX model, OSError.
+    """
+    from edgeguard.keys import SigningKey, generate_private_key, load_recipient, public_pem, write_private_key
+    from edgeguard.seal import seal_model
+
+    # Benchmark-only keys, in the run's temporary directory with the models.
+    signer = SigningKey.generate("ed25519")
+    device = generate_private_key("p256")
+    identity, recipient, trust = tmp / f"{name}-device.pem", tmp / f"{name}-device.pub", tmp / f"{name}-publisher.pub"
+    write_private_key(identity, device)
+    recipient.write_bytes(public_pem(device.public_key()))
+    trust.write_bytes(signer.verifying_key.public_pem())
+    sealed = tmp / f"{name}.sealed"
+    seal_model(model, sealed, signer=signer, recipients=[load_recipient(recipient)], overwrite=True)
+    return Workload(name, source, model, sealed, identity, trust, width, layers)
+
+
+def synthetic(size_mb: float, tmp: Path) -> Workload:
+    """A sealed synthetic MLP of about ``size_mb`` MB in ``tmp``. Raises ImportError without onnx."""
+    name = f"mlp-{size_mb:g}mb"
+    width, layers = make_mlp(tmp / f"{name}.onnx", size_mb)
+    return seal(tmp / f"{name}.onnx", tmp, name, "synthetic", width, layers)
+
+
+def user_model(path: str | Path, tmp: Path) -> Workload:
+    """The user's ONNX model, sealed into ``tmp``.
+
+    Raises ImportError without onnx, FormatError if it is not an ONNX model, OSError.
+    """
+    path = Path(path)
+    return seal(path, tmp, path.stem, "user")
+
+
+def latency_stats(samples_s: list[float]) -> dict[str, Any]:
+    """count, mean, p50/p90/p99/p99.9, max and the 0..100th percentiles of latency samples (s)."""
+    arr = np.asarray(samples_s, dtype=np.float64)
+    p50, p90, p99, p999 = (float(v) for v in np.percentile(arr, [50, 90, 99, 99.9]))
+    return {"count": len(arr), "mean_s": float(arr.mean()), "p50_s": p50, "p90_s": p90, "p99_s": p99,
+            "p999_s": p999, "max_s": float(arr.max()),
+            "percentiles_s": [float(v) for v in np.percentile(arr, PERCENTILES)]}
