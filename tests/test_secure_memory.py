@@ -26,8 +26,8 @@ def _address(buf: SecureBuffer) -> int:
     return np.frombuffer(buf, dtype=np.uint8).ctypes.data
 
 
-def _vm_flags(address: int) -> set[str]:
-    """VmFlags of the mapping containing `address`, from /proc/self/smaps."""
+def _smaps_field(address: int, field: str) -> list[str]:
+    """The values of `field` (e.g. "VmFlags:") for the mapping containing `address`, from /proc/self/smaps."""
     with open("/proc/self/smaps") as f:
         inside = False
         for line in f:
@@ -35,9 +35,13 @@ def _vm_flags(address: int) -> set[str]:
             if "-" in head and not head.endswith(":"):
                 start, end = (int(x, 16) for x in head.split("-"))
                 inside = start <= address < end
-            elif inside and line.startswith("VmFlags:"):
-                return set(line.split()[1:])
+            elif inside and line.startswith(field):
+                return line.split()[1:]
     raise AssertionError("mapping not found")
+
+
+def _vm_flags(address: int) -> set[str]:
+    return set(_smaps_field(address, "VmFlags:"))
 
 
 def _run_child(code: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -84,16 +88,7 @@ def test_wiped_pages_are_released() -> None:
     addr = _address(buf)
 
     def rss_of_mapping() -> int:
-        with open("/proc/self/smaps") as f:
-            inside = False
-            for line in f:
-                head = line.split()[0]
-                if "-" in head and not head.endswith(":"):
-                    start, end = (int(x, 16) for x in head.split("-"))
-                    inside = start <= addr < end
-                elif inside and line.startswith("Rss:"):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError("mapping not found")
+        return int(_smaps_field(addr, "Rss:")[0]) * 1024
 
     assert rss_of_mapping() >= 32 << 20
     buf.close()
