@@ -12,7 +12,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Any, Iterable, Union
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -107,11 +107,7 @@ def load_private_key(source: str | os.PathLike[str] | bytes) -> PrivateKey:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise KeyFileError("not an unencrypted PEM private key") from None
-    if isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(key.curve, ec.SECP256R1):
-        raise KeyFileError("only the P-256 curve is supported")
-    if not isinstance(key, (ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey)):
-        raise KeyFileError(f"unsupported private key type {type(key).__name__}")
-    return key
+    return _supported(key, (ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey), "private")
 
 
 def load_public_key(source: str | os.PathLike[str] | bytes) -> PublicKey:
@@ -125,10 +121,15 @@ def load_public_key(source: str | os.PathLike[str] | bytes) -> PublicKey:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise KeyFileError("not a PEM public key") from None
-    if isinstance(key, ec.EllipticCurvePublicKey) and not isinstance(key.curve, ec.SECP256R1):
+    return _supported(key, (ed25519.Ed25519PublicKey, x25519.X25519PublicKey, ec.EllipticCurvePublicKey), "public")
+
+
+def _supported(key: Any, types: tuple[type, ...], what: str) -> Any:
+    """Raises KeyFileError unless `key` is one of `types` and, if elliptic-curve, on P-256."""
+    if not isinstance(key, types):
+        raise KeyFileError(f"unsupported {what} key type {type(key).__name__}")
+    if isinstance(getattr(key, "curve", None), ec.EllipticCurve) and not isinstance(key.curve, ec.SECP256R1):
         raise KeyFileError("only the P-256 curve is supported")
-    if not isinstance(key, (ed25519.Ed25519PublicKey, x25519.X25519PublicKey, ec.EllipticCurvePublicKey)):
-        raise KeyFileError(f"unsupported public key type {type(key).__name__}")
     return key
 
 
