@@ -26,7 +26,7 @@ from .errors import (
     PolicyError,
     UntrustedSignerError,
 )
-from .format import CIPHERS, DEFAULT_CHUNK_SIZE, Container
+from .format import CIPHERS, DEFAULT_CHUNK_SIZE, Container, Header
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # I/O and other failures
@@ -134,7 +134,10 @@ def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def describe(container: Container) -> dict[str, Any]:
-    h = container.header
+    return describe_header(container.header, container.total_len)
+
+
+def describe_header(h: Header, file_size: int) -> dict[str, Any]:
     return {
         "format_version": 1,
         "cipher": h.cipher,
@@ -152,7 +155,7 @@ def describe(container: Container) -> dict[str, Any]:
             "not_after": _iso(h.model.not_after),
             "labels": dict(h.model.labels),
         },
-        "file_size": container.total_len,
+        "file_size": file_size,
     }
 
 
@@ -261,7 +264,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
         raise CliError("sealing an ONNX model needs the onnx package", hint="pip install 'edgeguard[seal]'") from None
     except FileExistsError:
         raise CliError(f"{args.output} already exists", hint="pass --force to replace it") from None
-    info = describe_from_header(result)
+    info = describe_header(result.header, result.size)
     emit(args, {"output": str(result.path), **info}, f"sealed {model} -> {result.path} ({result.size:,} bytes)\n" + describe_text(info))
     return EXIT_OK
 
@@ -301,12 +304,6 @@ def _seal_optimized(args: argparse.Namespace, model: Path) -> int:
         args.name = args.name or model.stem
         args.model = str(optimized)
         return cmd_seal(args)
-
-
-def describe_from_header(result: Any) -> dict[str, Any]:
-    from .unseal import inspect_file
-
-    return describe(inspect_file(result.path))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
