@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeguard.bench.cli import SUITES, add_bench_parser, run_bench
+from edgeguard.cli.bench import SUITES, add_bench_parser, run_bench
 from edgeguard.cli import EXIT_ERROR, EXIT_USAGE, main
 
 

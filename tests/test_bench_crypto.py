@@ -11,7 +11,7 @@ import math
 import pytest
 
 from edgeguard.bench import crypto
-from edgeguard.bench.cli import add_bench_parser
+from edgeguard.cli.bench import add_bench_parser
 from edgeguard.bench.crypto import BenchError, parse_openssl_speed, summarize
 from edgeguard.bench.report import markdown, write_report
 from edgeguard.bench.results import SCHEMA_VERSION, ResultsError, load, validate

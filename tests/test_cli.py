@@ -334,7 +334,7 @@ def test_seal_optimize_gives_a_model_strict_mode_runs_like_the_original(w: World
     import numpy as np
     import onnxruntime as ort
 
-    from edgeguard.demo import bundled_model, bundled_samples
+    from edgeguard.cli.demo import bundled_model, bundled_samples
     from edgeguard.runtime import InferenceSession
 
     model = bundled_model()
@@ -360,7 +360,7 @@ def test_onnx_model_through_the_cli(w: World) -> None:
     import onnx
     from onnx import numpy_helper
 
-    from edgeguard.demo import bundled_model
+    from edgeguard.cli.demo import bundled_model
 
     model = bundled_model()
     r = cli("seal", model, "-o", w.d / "d.sealed", "--sign", w.pub, "--recipient", w.p256_dev_pub, "--chunk-size", "4K", "--json")

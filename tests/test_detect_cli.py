@@ -7,7 +7,8 @@ import pytest
 from _detect_world import World
 from edgeguard import Profile
 from edgeguard.cli import EXIT_ERROR, main
-from edgeguard.detect.cli import add_profile_parser, add_seal_arguments, profile_section, run_detector_demo, run_profile
+from edgeguard.cli.demo import run_detector_demo
+from edgeguard.cli.profile import add_profile_parser, add_seal_arguments, profile_section, run_profile
 from edgeguard.errors import ProfileError
 
 

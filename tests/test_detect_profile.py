@@ -118,7 +118,7 @@ def test_profile_error_is_an_edgeguard_error():
 
 
 def test_runtime_package_imports_no_harness_dependencies():
-    code = ("import sys, edgeguard, edgeguard.detect, edgeguard.detect.cli; "
+    code = ("import sys, edgeguard, edgeguard.detect, edgeguard.cli.profile; "
             "bad = [m for m in ('sklearn', 'onnx', 'matplotlib', 'scipy') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -21,7 +21,7 @@ import edgeguard
 from edgeguard.errors import FormatError, IntegrityError, KeyFileError, NotARecipientError, UntrustedSignerError
 from edgeguard.keys import SigningKey, TrustStore
 from edgeguard.recipients.scrypt import PassphraseRecipient
-from edgeguard.runtime import run_runtime_demo
+from edgeguard.cli.demo import run_runtime_demo
 from edgeguard.seal import seal_model
 
 X = np.random.default_rng(7).standard_normal((5, 32)).astype(np.float32)

@@ -18,7 +18,7 @@ import time
 import onnxruntime as ort
 
 import edgeguard
-from edgeguard.runtime import sample_inputs
+from edgeguard.bench.workloads import sample_inputs
 
 
 def _memory() -> tuple[int, int]:

@@ -201,7 +201,7 @@ def run_inference_suite(cfg: InferenceConfig, w: Workload, progress: bool | None
     Raises BenchError if no batch size fits the model or the configuration is empty, and
     whatever loading the model raises.
     """
-    from edgeguard.runtime import sample_inputs
+    from edgeguard.bench.workloads import sample_inputs
 
     if cfg.blocks < 1 or cfg.block < 1:
         raise BenchError("the inference suite needs at least one block of one query")

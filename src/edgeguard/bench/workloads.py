@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -139,3 +139,30 @@ def latency_stats(samples_s: list[float]) -> dict[str, Any]:
     return {"count": len(arr), "mean_s": float(arr.mean()), "p50_s": p50, "p90_s": p90, "p99_s": p99,
             "p999_s": p999, "max_s": float(arr.max()),
             "percentiles_s": [float(v) for v in np.percentile(arr, PERCENTILES)]}
+
+
+_SAMPLE_DTYPES = {
+    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}  # fmt: skip
+
+
+def sample_inputs(inputs: Sequence[Any], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic random feeds for onnxruntime input metadata (symbolic dims: `batch`, then 1).
+
+    Raises:
+        ValueError: an input type the demo cannot synthesise.
+    """
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for meta in inputs:
+        if meta.type not in _SAMPLE_DTYPES:
+            raise ValueError(f"cannot make sample data for input {meta.name!r} of type {meta.type}")
+        dims = [d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(meta.shape)]
+        dtype = np.dtype(_SAMPLE_DTYPES[meta.type])
+        if dtype.kind == "f":
+            feeds[meta.name] = rng.standard_normal(dims).astype(dtype)
+        else:
+            feeds[meta.name] = rng.integers(0, 2 if dtype.kind == "b" else 10, size=dims).astype(dtype)
+    return feeds

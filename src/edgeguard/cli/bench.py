@@ -5,7 +5,7 @@
     edgeguard bench report RESULTS.json ... --out DIR [--no-plots]
 
 Without ``--output`` the JSON result document goes to stdout; a short summary always goes to
-stderr. Errors are raised as ``edgeguard.cli.CliError`` for the main CLI to print.
+stderr. Errors are raised as :class:`CliError` for the main CLI to print.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgeguard.bench.crypto import MIB, BenchError, CryptoConfig, run_crypto_suite
-from edgeguard.bench.results import ResultsError, dump, make_document
+from ..bench.crypto import MIB, BenchError, CryptoConfig, run_crypto_suite
+from ..bench.results import ResultsError, dump, make_document
+from ._common import EXIT_USAGE, CliError
 
 SUITES = ("crypto", "load", "inference", "detector")
 # They generate (or take the user's) ONNX models and seal them at run time: that needs onnx.
@@ -145,8 +146,8 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
 def _measure(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the chosen suites with the mode's presets and returns the result document."""
     from edgeguard.bench import workloads
-    from edgeguard.bench.detector import DetectorConfig, run_detector_suite
-    from edgeguard.bench.runtime import InferenceConfig, LoadConfig, run_inference_suite, run_load_suite
+    from ..bench.detector import DetectorConfig, run_detector_suite
+    from ..bench.runtime import InferenceConfig, LoadConfig, run_inference_suite, run_load_suite
 
     full = args.mode == "full"
     progress = False if args.no_progress else None
@@ -185,15 +186,13 @@ def run_bench(args: argparse.Namespace) -> int:
     """Runs ``bench`` or ``bench report`` from parsed arguments; returns 0.
 
     Raises:
-        edgeguard.cli.CliError: a measurement or a result file failed, a needed package is
+        CliError: a measurement or a result file failed, a needed package is
             missing, or the arguments do not fit together (exit code EXIT_USAGE).
         EdgeguardError: ``--model`` is not a model that can be sealed.
     """
-    from edgeguard.cli import EXIT_USAGE, CliError
-
     try:
         if args.bench_command == "report":
-            from edgeguard.bench.report import write_report
+            from ..bench.report import write_report
 
             try:
                 md = write_report(args.results, args.report_dir, plots=not args.no_plots)

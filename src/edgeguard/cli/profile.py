@@ -1,24 +1,18 @@
-"""Command-line pieces of the detector, wired into ``edgeguard`` by the main CLI module.
+"""The detector's subcommand and seal option.
 
 ``add_profile_parser`` / ``run_profile``: ``edgeguard profile BENIGN.npy -o PROFILE``.
 ``add_seal_arguments`` / ``profile_section``: ``--detector-profile PROFILE`` for ``edgeguard seal``,
 giving the bytes to store as the sealed payload's ``detector_profile`` section.
-``run_detector_demo``: a benign client and a thief side by side, with the alert they raise.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Callable
 
 import numpy as np
 
+from ..detect import SIGNALS, Profile
 from ..errors import ProfileError
-from .events import SIGNALS, Action
-from .guard import Guard
-from .policy import Policy
-from .profile import Profile
 
 # ---------------------------------------------------------------------------- profile
 
@@ -116,92 +110,3 @@ def profile_section(args: argparse.Namespace) -> bytes | None:
     if getattr(args, "detector_profile", None) is None:
         return None
     return Profile.load(args.detector_profile).to_bytes()
-
-
-# ------------------------------------------------------------------------------- demo
-
-# 8x8 glyphs of the ten digits: the demo's victim learns these, so it needs no dataset.
-_GLYPHS = (
-    "..####..|.#....#.|.#....#.|.#....#.|.#....#.|.#....#.|.#....#.|..####..",
-    "...##...|..###...|...##...|...##...|...##...|...##...|...##...|..####..",
-    "..####..|.#....#.|......#.|.....#..|....#...|...#....|..#.....|.######.",
-    "..####..|.#....#.|......#.|...###..|......#.|......#.|.#....#.|..####..",
-    ".....#..|....##..|...#.#..|..#..#..|.######.|.....#..|.....#..|.....#..",
-    ".######.|.#......|.#......|.#####..|......#.|......#.|.#....#.|..####..",
-    "..####..|.#......|.#......|.#####..|.#....#.|.#....#.|.#....#.|..####..",
-    ".######.|......#.|.....#..|....#...|...#....|...#....|...#....|...#....",
-    "..####..|.#....#.|.#....#.|..####..|.#....#.|.#....#.|.#....#.|..####..",
-    "..####..|.#....#.|.#....#.|..#####.|......#.|......#.|.....#..|..###...",
-)
-
-
-def _glyph_digits(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    base = np.array([[c == "#" for c in g.replace("|", "")] for g in _GLYPHS], np.float32).reshape(10, 8, 8)
-    y = rng.integers(10, size=n)
-    x = np.empty((n, 64), np.float32)
-    for i, label in enumerate(y):
-        img = np.roll(base[label], rng.integers(-1, 2, size=2), axis=(0, 1)) * rng.uniform(0.6, 1.0)
-        x[i] = np.clip(img.ravel() + rng.normal(0, 0.08, 64), 0, 1)
-    return x, y
-
-
-class _SoftmaxVictim:
-    """A tiny softmax-regression classifier trained in numpy: the model the demo protects."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, steps: int = 200, lr: float = 0.5):
-        self.w = np.zeros((64, 10), np.float32)
-        self.b = np.zeros(10, np.float32)
-        onehot = np.eye(10, dtype=np.float32)[y]
-        for _ in range(steps):
-            grad = (self(x) - onehot) / len(x)
-            self.w -= lr * x.T @ grad
-            self.b -= lr * grad.sum(axis=0)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        z = np.asarray(x, np.float32).reshape(-1, 64) @ self.w + self.b
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-
-
-def run_detector_demo(print_fn: Callable[[str], None] = print, queries: int = 60) -> None:
-    """Trains a tiny digit classifier in memory, profiles it, then serves a benign client and a
-    perturbation-chain thief (random-perturbation extraction, as in PRADA's T-RND) side by side
-    through one guard, printing each one's risk and the structured alert, with its MITRE ATLAS
-    technique ids."""
-    rng = np.random.default_rng(7)
-    train_x, train_y = _glyph_digits(600, rng)
-    victim = _SoftmaxVictim(train_x, train_y)
-    calibration, _ = _glyph_digits(400, rng)
-    profile = Profile.build(calibration, predict=victim, streams=32, stream_length=400, seed=1)
-    alerts = []
-    guard = Guard(profile, Policy.protective(), on_alert=alerts.append)
-    print_fn(f"victim: softmax regression on 8x8 digits, accuracy {(victim(train_x).argmax(1) == train_y).mean():.2f}; "
-             f"profile {len(profile.to_bytes())} bytes, {guard.state_bytes_per_client} bytes of state per client")
-
-    benign, _ = _glyph_digits(queries, rng)
-    seeds, _ = _glyph_digits(6, rng)
-    thief = [np.clip(seeds[i % 6] + 0.03 * np.sign(rng.normal(size=64)), 0, 1).astype(np.float32)
-             for i in range(queries)]
-    print_fn(f"{'query':>5}  {'benign risk':>11} {'action':<8}  {'thief risk':>10} {'action':<8}")
-    shown_alert = False
-    for q in range(queries):
-        rows = []
-        for client, x in (("benign-app", benign[q]), ("thief", thief[q])):
-            scores = victim(x)
-            d = guard.observe(client, x[None], [scores])
-            if d.action != Action.BLOCK:
-                guard.apply(d, [scores], sleep=False)
-            rows.append(d)
-        if q < 3 or q % 10 == 9 or (alerts and not shown_alert):
-            print_fn(f"{q + 1:>5}  {rows[0].risk:>11.2f} {rows[0].action.name:<8}  "
-                     f"{rows[1].risk:>10.2f} {rows[1].action.name:<8}")
-        if alerts and not shown_alert:
-            shown_alert = True
-            event = alerts[0]
-            print_fn(f"ALERT on client {event.client_id!r} at query {event.query_index}: "
-                     + "; ".join(f"{r.description} ({r.value:g} vs threshold {r.threshold:g})" for r in event.reasons
-                                 if r.ratio >= 1))
-            print_fn("MITRE ATLAS: " + ", ".join(event.techniques))
-            print_fn(json.dumps(event.to_dict(), indent=2))
-    if not alerts:
-        print_fn("no alert was raised")

@@ -1,0 +1,187 @@
+"""The `edgeguard` command line.
+
+Errors print `edgeguard: error: ...` (and `edgeguard: hint: ...` where one helps) on stderr,
+never a traceback, and exit with a documented code (see EXIT_CODES and docs/cli.md). Each
+subcommand lives in a module of this package; the library modules hold no CLI or demo code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, NoReturn, Sequence
+
+from .. import __version__
+from ..errors import (
+    EdgeguardError,
+    FormatError,
+    IntegrityError,
+    KeyFileError,
+    NotARecipientError,
+    PolicyError,
+    UntrustedSignerError,
+)
+from ..format import CIPHERS, DEFAULT_CHUNK_SIZE
+from ._common import (
+    EXIT_CODES,
+    EXIT_ERROR,
+    EXIT_FORMAT,
+    EXIT_INTEGRITY,
+    EXIT_KEY,
+    EXIT_OK,
+    EXIT_POLICY,
+    EXIT_USAGE,
+    PASSPHRASE_ENV,
+    CliError,
+    parse_label,
+    parse_size,
+    parse_threads,
+    parse_time,
+)
+from .commands import cmd_inspect, cmd_keygen, cmd_seal, cmd_unseal, cmd_verify
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(print)
+    return EXIT_OK
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .profile import run_profile
+
+    return run_profile(args)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse with usage errors in the documented form (`edgeguard: error: ...`, exit 2);
+    argparse itself would print `edgeguard seal: error: ...`. Subparsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        command = self.prog.partition(" ")[2]
+        self.exit(EXIT_USAGE, f"edgeguard: error: {command + ': ' if command else ''}{message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .bench import add_bench_parser
+    from .profile import add_profile_parser, add_seal_arguments
+
+    parser = _ArgumentParser(
+        prog="edgeguard",
+        description="Seal ML models for edge devices, verify them, and run them from locked memory.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgeguard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, fn: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("keygen", "generate a signing key (ed25519, p256) or a device key (x25519, p256)", cmd_keygen)
+    p.add_argument("--type", choices=("ed25519", "p256", "x25519"), required=True)
+    p.add_argument("-o", "--output", required=True, help="private key file (PKCS#8 PEM, created 0600)")
+    p.add_argument("--public", help="public key file (default: OUTPUT.pub)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("seal", "encrypt, sign and wrap a model for one or more devices", cmd_seal)
+    p.add_argument("model", help="ONNX model, safetensors file, or any file (sealed raw)")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--sign", required=True, metavar="KEY", help="publisher signing key (ed25519 or p256)")
+    p.add_argument("--recipient", action="append", default=[], metavar="PUB", help="device public key (x25519 or p256); repeatable")
+    p.add_argument("--passphrase", action="store_true", help=f"seal to a passphrase instead (asked on the terminal or taken from ${PASSPHRASE_ENV})")
+    p.add_argument("--cipher", choices=(*CIPHERS, "auto"), default="aes-256-gcm",
+                   help="payload AEAD; chacha20-poly1305 suits ARM cores without AES instructions; auto picks from --target (or this machine)")
+    p.add_argument("--target", metavar="JSON", help="with --cipher auto: the target device's `edgeguard bench` results (or its fingerprint)")
+    p.add_argument("--chunk-size", type=parse_size, default=DEFAULT_CHUNK_SIZE, help="power of two, 4K..64M (default 1M)")
+    p.add_argument("--name", help="model name (default: the file name without extension)")
+    p.add_argument("--model-version", type=int, default=1, metavar="N", help="monotonic version for anti-rollback (default 1)")
+    p.add_argument("--not-before", type=parse_time, metavar="DATE")
+    p.add_argument("--not-after", type=parse_time, metavar="DATE")
+    p.add_argument("--label", type=parse_label, action="append", default=[], metavar="K=V")
+    p.add_argument("--kind", choices=("onnx", "safetensors", "raw"), help="payload kind (default: from the file extension)")
+    p.add_argument("--optimize", action="store_true", help="seal onnxruntime's offline (basic-level) optimization of the graph, for strict-mode devices")
+    p.add_argument("--threads", type=parse_threads, default=0, help="worker threads (default: all cores)")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--json", action="store_true")
+    add_seal_arguments(p)
+
+    p = add("verify", "check the publisher signature and every chunk (no decryption key needed)", cmd_verify)
+    p.add_argument("sealed")
+    p.add_argument("--trust", action="append", required=True, metavar="PUB", help="trusted publisher public key; repeatable")
+    p.add_argument("--threads", type=parse_threads, default=0)
+    p.add_argument("--json", action="store_true")
+
+    p = add("inspect", "print the public header (verifies nothing, needs no key)", cmd_inspect)
+    p.add_argument("sealed")
+    p.add_argument("--json", action="store_true")
+
+    p = add("unseal", "explicit recovery: verify, decrypt and write the original model", cmd_unseal)
+    p.add_argument("sealed")
+    p.add_argument("-o", "--output", required=True, help="never overwritten")
+    p.add_argument("--identity", action="append", default=[], metavar="KEY", help="device private key; repeatable")
+    p.add_argument("--passphrase", action="store_true")
+    p.add_argument("--trust", action="append", required=True, metavar="PUB", help="trusted publisher public key; repeatable")
+    p.add_argument("--threads", type=parse_threads, default=0)
+    p.add_argument("--json", action="store_true")
+
+    add("demo", "the whole flow: keygen, seal, verify, load on a device, and the extraction detector", cmd_demo)
+    add_profile_parser(sub).set_defaults(func=cmd_profile)
+    add_bench_parser(sub)
+    return parser
+
+
+def _error_code(exc: EdgeguardError) -> int:
+    if isinstance(exc, IntegrityError):
+        return EXIT_INTEGRITY
+    if isinstance(exc, FormatError):
+        return EXIT_FORMAT
+    if isinstance(exc, (KeyFileError, NotARecipientError, UntrustedSignerError)):
+        return EXIT_KEY
+    if isinstance(exc, PolicyError):
+        return EXIT_POLICY
+    return EXIT_ERROR
+
+
+_HINTS: dict[type, str] = {
+    UntrustedSignerError: "pass the publisher's public key with --trust",
+    NotARecipientError: "the file was sealed for other keys; `edgeguard inspect` lists its recipients' key ids",
+    IntegrityError: "the file is corrupted or was tampered with; get a fresh copy from the publisher",
+}
+
+
+def _fail(message: str, hint: str | None, code: int) -> int:
+    print(f"edgeguard: error: {message}", file=sys.stderr)
+    if hint:
+        print(f"edgeguard: hint: {hint}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        return _fail(str(exc), exc.hint, exc.code)
+    except EdgeguardError as exc:
+        hint = next((h for t, h in _HINTS.items() if isinstance(exc, t)), None)
+        return _fail(str(exc), hint, _error_code(exc))
+    except BrokenPipeError:  # e.g. `edgeguard inspect --json | head`: not an error worth a message
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except (ValueError, OSError) as exc:  # after BrokenPipeError, an OSError that would shadow it
+        message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename and exc.strerror else str(exc)
+        return _fail(message, None, EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _fail("interrupted", None, 130)
+
+
+__all__ = ["CliError", "EXIT_CODES", "EXIT_ERROR", "EXIT_FORMAT", "EXIT_INTEGRITY", "EXIT_KEY", "EXIT_OK", "EXIT_POLICY", "EXIT_USAGE", "build_parser", "main"]
