@@ -14,7 +14,7 @@ import pytest
 
 import reference_decoder as ref
 from edgeguard.errors import FormatError
-from edgeguard.onnx_payload import EXTERNALIZE_MIN_BYTES, WEIGHTS_LOCATION
+from edgeguard.kinds.onnx import EXTERNALIZE_MIN_BYTES, WEIGHTS_LOCATION
 from edgeguard.seal import seal_model
 from edgeguard.unseal import open_sealed_file, unseal_file
 from helpers import CHUNK, Keys
@@ -190,7 +190,7 @@ def test_safetensors_round_trip(keys: Keys, tmp_path: Path, cipher: str) -> None
     assert opened.container.header.payload_kind == "safetensors" and opened.layout.tensors == ()
     section = bytes(opened.layout.section(opened.buffer, "safetensors"))
     assert section == data
-    from edgeguard.safetensors_payload import safetensors_views
+    from edgeguard.kinds.safetensors import safetensors_views
 
     views = safetensors_views(opened.layout.section(opened.buffer, "safetensors"))
     for name, arr in read_safetensors(section).items():

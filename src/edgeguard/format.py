@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from . import kinds
 from .errors import FormatError, IntegrityError, UnsupportedVersionError
 
 MAGIC = b"EDGESEAL"
@@ -41,7 +42,7 @@ SALT_LEN = 32
 
 CIPHERS = ("aes-256-gcm", "chacha20-poly1305")
 SIGNATURE_ALGS = ("ed25519", "ecdsa-p256-sha256")
-PAYLOAD_KINDS = ("onnx", "safetensors", "raw")
+PAYLOAD_KINDS = kinds.NAMES
 SCRYPT_LOG_N_RANGE = (10, 22)
 STANZA_WRAPPED_LEN = {"hpke-x25519": 80, "hpke-p256": 113, "scrypt": 48}
 SCRYPT_SALT_LEN = 16

@@ -1,7 +1,8 @@
 """The inner payload layout (docs/FORMAT.md, "Inner payload"): sections and the tensor table.
 
 Pure byte layout, no cryptography and no onnx: the device parses it after decryption to find the
-graph, the weights and the tensors in place. Malformed layouts raise FormatError.
+sections and tensors in place. Which sections a payload has is its kind's business
+(:mod:`edgeguard.kinds`). Malformed layouts raise FormatError.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import kinds
 from .errors import FormatError
 from .format import MAX_INT, canonical_json, parse_canonical_json
 
@@ -25,11 +27,6 @@ MAX_TENSOR_NAME = 4096
 MAX_RANK = 16
 _LEN = struct.Struct(">I")
 
-SECTIONS_BY_KIND = {
-    "onnx": ("graph", "weights"),
-    "safetensors": ("safetensors",),
-    "raw": ("data",),
-}
 OPTIONAL_SECTIONS = ("detector_profile",)
 
 # The dtypes a tensor table may name; numpy has no bfloat16, so those tensors are exposed as uint16.
@@ -107,7 +104,7 @@ def build_payload(kind: str, sections: Sequence[tuple[str, Any]], tensors: Seque
 
 
 def _check_section_names(kind: str, names: Sequence[str]) -> None:
-    required = SECTIONS_BY_KIND[kind]
+    required = kinds.get(kind).sections
     extra = tuple(names[len(required) :])
     if tuple(names[: len(required)]) != required or any(n not in OPTIONAL_SECTIONS for n in extra) or len(set(extra)) != len(extra):
         raise FormatError(f"a {kind} payload has sections {', '.join(required)} (+ optional {', '.join(OPTIONAL_SECTIONS)})")
@@ -170,12 +167,13 @@ def parse_payload(buf: Any, kind: str) -> Layout:
     expected = tensor_entries([(n, d, s) for n, d, s, _, _ in parsed])
     if any((t.offset, t.length) != (off, ln) for t, (_, _, _, off, ln) in zip(expected, parsed)):
         raise FormatError("tensor table offsets or lengths are not the canonical layout")
-    if kind == "onnx":
-        weights_offset, weights_len = sections["weights"]
-        if tensors_extent(expected) != weights_len:
-            raise FormatError("weights section length does not match the tensor table")
+    tensor_section = kinds.get(kind).tensor_section
+    if tensor_section is not None:
+        section_offset, section_len = sections[tensor_section]
+        if tensors_extent(expected) != section_len:
+            raise FormatError(f"{tensor_section} section length does not match the tensor table")
         for prev, nxt in zip(expected, expected[1:]):
-            if any(view[weights_offset + prev.offset + prev.length : weights_offset + nxt.offset]):
+            if any(view[section_offset + prev.offset + prev.length : section_offset + nxt.offset]):
                 raise FormatError("padding between tensors must be zero")
     elif expected:
         raise FormatError(f"a {kind} payload has no tensor table")

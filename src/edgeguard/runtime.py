@@ -28,15 +28,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import kinds
 from .errors import FormatError
 from .format import ModelInfo
 from .keys import TrustStore, VerifyingKey, load_identity
-from .payload import DTYPES, Layout
+from .kinds.onnx import WEIGHTS_LOCATION
 from .policy import Clock, VersionStore, check_validity
 from .recipients import Identity
 from .recipients.pkcs11 import Pkcs11Identity
 from .recipients.scrypt import PassphraseIdentity
-from .safetensors_payload import safetensors_views
 from .secure_memory import MemoryReport, SecureBuffer, memory_report
 from .unseal import Opened, open_sealed_file
 
@@ -50,7 +50,6 @@ ort.disable_telemetry_events()
 
 _log = logging.getLogger(__name__)
 HYGIENE_MODES = ("strict", "fast")
-WEIGHTS_LOCATION = "edgeguard.weights"  # same as onnx_payload.WEIGHTS_LOCATION (which imports onnx)
 _STRICT_CONFIG = {
     # onnxruntime >= 1.31: use the in-memory external data in place instead of copying it.
     "session.use_external_initializer_file_buffers_directly": "1",
@@ -374,25 +373,6 @@ def _section_bytes(opened: Opened, name: str) -> bytes | None:
     return bytes(opened.layout.section(opened.buffer, name))
 
 
-def _tensor_views(opened: Opened) -> dict[str, np.ndarray]:
-    kind, layout, buffer = opened.container.header.payload_kind, opened.layout, opened.buffer
-    if kind == "safetensors":
-        return safetensors_views(layout.section(buffer, "safetensors"))
-    if kind == "raw":
-        data = np.frombuffer(layout.section(buffer, "data"), dtype=np.uint8)
-        return {"data": data}
-    return _onnx_weight_views(layout, buffer)
-
-
-def _onnx_weight_views(layout: Layout, buffer: Any) -> dict[str, np.ndarray]:
-    weights = layout.section(buffer, "weights")
-    out = {}
-    for t in layout.tensors:
-        dtype = np.dtype(DTYPES[t.dtype]).newbyteorder("<")
-        out[t.name] = np.frombuffer(weights[t.offset : t.offset + t.length], dtype=dtype).reshape(t.shape)
-    return out
-
-
 class SealedTensors:
     """Read-only numpy views of a sealed payload's tensors, backed by the secure buffer.
 
@@ -408,7 +388,7 @@ class SealedTensors:
         self.memory: MemoryReport = memory_report(opened.buffer)
         self.detector_profile = _section_bytes(opened, "detector_profile")
         self._buffer: SecureBuffer | None = opened.buffer
-        self.tensors: dict[str, np.ndarray] = _tensor_views(opened)
+        self.tensors: dict[str, np.ndarray] = kinds.get(self.kind).tensors(opened.layout, opened.buffer)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.tensors[name]

@@ -18,9 +18,8 @@ from typing import Any, Callable, Mapping, Sequence
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from . import _core
+from . import _core, kinds
 from ._files import atomic_output
-from .errors import FormatError
 from .format import (
     DEFAULT_CHUNK_SIZE,
     SALT_LEN,
@@ -128,37 +127,17 @@ def seal_payload(
         return SealResult(header=header, path=Path(out_path), size=total)
 
 
-def detect_kind(path: Path) -> str:
-    """Payload kind from the file's contents: ONNX by extension, safetensors by its header, else raw."""
-    if path.suffix.lower() == ".onnx":
-        return "onnx"
-    if path.suffix.lower() == ".safetensors":
-        return "safetensors"
-    return "raw"
-
-
 def build_model_payload(path: Path, kind: str, detector_profile: bytes | None = None) -> bytearray:
-    """Lays out a model file as a sealed payload of `kind`.
+    """Lays out a model file as a sealed payload of `kind` (see :mod:`edgeguard.kinds`).
 
     Raises:
+        ValueError: `kind` is not a payload kind.
         FormatError: the file is not a valid model of that kind.
         OSError: the file cannot be read.
     """
+    sections, tensors = kinds.get(kind).build(path)
     extra = [("detector_profile", detector_profile)] if detector_profile is not None else []
-    if kind == "onnx":
-        from .onnx_payload import onnx_sections  # onnx is only needed to seal, never on the device
-
-        sections, tensors = onnx_sections(path)
-        return build_payload("onnx", sections + extra, tensors)
-    data = path.read_bytes()
-    if kind == "safetensors":
-        from .safetensors_payload import parse_safetensors
-
-        parse_safetensors(data)  # refuse to seal a file devices would reject
-        return build_payload("safetensors", [("safetensors", data)] + extra)
-    if kind == "raw":
-        return build_payload("raw", [("data", data)] + extra)
-    raise FormatError(f"unknown payload kind {kind!r}")
+    return build_payload(kind, sections + extra, tensors)
 
 
 def seal_model(
@@ -184,14 +163,14 @@ def seal_model(
     """Seals a model file (ONNX, safetensors or any raw file) for the given recipients.
 
     Raises:
-        ValueError: no recipients.
+        ValueError: no recipients, or an unknown `kind`.
         FormatError: the model is malformed for its kind, or metadata breaks a header limit.
         FileExistsError: `out_path` exists and `overwrite` is False.
         OSError: a file cannot be read or written.
     """
     path = Path(model_path)
     _check_recipients(recipients)
-    kind = kind or detect_kind(path)
+    kind = kind or kinds.detect(path)
     model = ModelInfo(
         name=name or path.stem,
         version=version,

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import _core
-from ._files import atomic_output
+from . import _core, kinds
 from .errors import IntegrityError, NotARecipientError
 from .format import Container, read_container
 from .keys import TrustStore
@@ -141,8 +140,8 @@ def unseal_file(
 ) -> Opened:
     """Explicit recovery: writes the original model to `out_path` (never overwriting; atomic).
 
-    ONNX payloads are written as one self-contained model with the weights embedded again (or,
-    above protobuf's 2 GB limit, as `out_path` plus external data beside it).
+    Each payload kind writes its original file (:meth:`~edgeguard.kinds.base.PayloadKind.write_original`):
+    an ONNX model comes back self-contained with its weights embedded again.
 
     Raises:
         FileExistsError: `out_path` exists.
@@ -152,29 +151,5 @@ def unseal_file(
     if target.exists():
         raise FileExistsError(f"{target} already exists")
     opened = open_sealed_file(path, identities, trust, threads=threads, progress=progress)
-    kind = opened.container.header.payload_kind
-    if kind == "onnx":
-        _write_onnx(opened, target)
-        return opened
-    section = "safetensors" if kind == "safetensors" else "data"
-    with atomic_output(target, overwrite=False, mode=0o600) as (fd, _tmp):
-        with os.fdopen(os.dup(fd), "wb") as f:
-            f.write(opened.layout.section(opened.buffer, section))
+    kinds.get(opened.container.header.payload_kind).write_original(opened.layout, opened.buffer, target)
     return opened
-
-
-_PROTOBUF_LIMIT = 2**31 - 1
-
-
-def _write_onnx(opened: Opened, target: Path) -> None:
-    import onnx
-
-    from .onnx_payload import reassemble
-
-    graph = bytes(opened.layout.section(opened.buffer, "graph"))
-    model = reassemble(graph, opened.layout.section(opened.buffer, "weights"))
-    with atomic_output(target, overwrite=False, mode=0o600) as (_fd, tmp):
-        if model.ByteSize() < _PROTOBUF_LIMIT:
-            onnx.save_model(model, str(tmp))
-        else:
-            onnx.save_model(model, str(tmp), save_as_external_data=True, location=target.name + ".data")

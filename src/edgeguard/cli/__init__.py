@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Callable, NoReturn, Sequence
 
-from .. import __version__
+from .. import __version__, kinds
 from ..errors import (
     EdgeguardError,
     FormatError,
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--not-before", type=parse_time, metavar="DATE")
     p.add_argument("--not-after", type=parse_time, metavar="DATE")
     p.add_argument("--label", type=parse_label, action="append", default=[], metavar="K=V")
-    p.add_argument("--kind", choices=("onnx", "safetensors", "raw"), help="payload kind (default: from the file extension)")
+    p.add_argument("--kind", choices=kinds.NAMES, help="payload kind (default: from the file extension)")
     p.add_argument("--optimize", action="store_true", help="seal onnxruntime's offline (basic-level) optimization of the graph, for strict-mode devices")
     p.add_argument("--threads", type=parse_threads, default=0, help="worker threads (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")

@@ -146,6 +146,7 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
 def _measure(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the chosen suites with the mode's presets and returns the result document."""
     from edgeguard.bench import workloads
+
     from ..bench.detector import DetectorConfig, run_detector_suite
     from ..bench.runtime import InferenceConfig, LoadConfig, run_inference_suite, run_load_suite
 

@@ -22,6 +22,7 @@ from ._common import (
     read_passphrase,
 )
 
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from ..keys import generate_private_key, key_id, write_private_key, write_public_key
 
@@ -62,7 +63,8 @@ def _recipients(args: argparse.Namespace) -> list[Any]:
 
 def cmd_seal(args: argparse.Namespace) -> int:
     from ..keys import SigningKey
-    from ..seal import detect_kind, seal_model
+    from .. import kinds
+    from ..seal import seal_model
 
     model = Path(args.model)
     if not model.is_file():
@@ -72,7 +74,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
     from .profile import profile_section
 
     if args.optimize:
-        if (args.kind or detect_kind(model)) != "onnx":
+        if (args.kind or kinds.detect(model)) != "onnx":
             raise CliError("--optimize applies to ONNX models only", code=EXIT_USAGE)
         return _seal_optimized(args, model)
     if args.cipher == "auto":

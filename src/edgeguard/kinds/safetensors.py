@@ -1,7 +1,9 @@
-"""A strict safetensors reader (no dependency on the safetensors package): validates the header
-and returns zero-copy numpy views. Follows the safetensors rules: an 8-byte little-endian header
-length, a JSON header of at most 100 MB, tensors that exactly tile the data area (no holes, no
-overlaps, no trailing bytes).
+"""The ``safetensors`` kind: the original file byte for byte, in one ``safetensors`` section.
+
+A strict reader (no dependency on the safetensors package) validates the file at seal time and
+again on the device, and returns zero-copy numpy views. It follows the safetensors rules: an
+8-byte little-endian header length, a JSON header of at most 100 MB, tensors that exactly tile the
+data area (no holes, no overlaps, no trailing bytes).
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ from __future__ import annotations
 import json
 import math
 import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import FormatError
+from ..errors import FormatError
+from ..payload import Layout, TensorEntry
+from .base import PayloadKind, Sections
 
 MAX_HEADER_SIZE = 100_000_000  # safetensors' own limit
 _DTYPES = {
@@ -77,3 +82,20 @@ def safetensors_views(buf: Any) -> dict[str, np.ndarray]:
         arr.flags.writeable = False
         arrays[name] = arr
     return arrays
+
+
+class SafetensorsKind(PayloadKind):
+    name = "safetensors"
+    sections = ("safetensors",)
+    suffixes = (".safetensors",)
+
+    def build(self, path: Path) -> tuple[Sections, tuple[TensorEntry, ...]]:
+        data = path.read_bytes()
+        parse_safetensors(data)  # refuse to seal a file devices would reject
+        return [("safetensors", data)], ()
+
+    def tensors(self, layout: Layout, buffer: Any) -> dict[str, np.ndarray]:
+        return safetensors_views(layout.section(buffer, "safetensors"))
+
+
+KIND = SafetensorsKind()

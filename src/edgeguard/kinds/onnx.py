@@ -1,6 +1,7 @@
-"""ONNX model surgery for sealing (publisher side only; devices never import onnx).
+"""The ``onnx`` kind: a ``graph`` section (the ModelProto) and a ``weights`` section it refers to.
 
-Every initializer of at least EXTERNALIZE_MIN_BYTES moves out of the graph into one weights blob,
+Publisher side (needs the onnx package, imported only there; devices never import onnx): every
+initializer of at least EXTERNALIZE_MIN_BYTES moves out of the graph into one weights blob,
 laid out per the tensor table rules, and the graph refers to it as external data at location
 WEIGHTS_LOCATION. onnxruntime can then read the weights in place from the decrypted buffer.
 Models that already keep their weights in external files (needed above 2 GB) are read from there.
@@ -8,27 +9,33 @@ Models that already keep their weights in external files (needed above 2 GB) are
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto, numpy_helper
 
-from .errors import FormatError
-from .payload import TensorEntry, tensor_entries, tensors_extent
+from .._files import atomic_output
+from ..errors import FormatError
+from ..payload import Layout, TensorEntry, tensor_entries, tensors_extent
+from .base import PayloadKind, Sections, tensor_views
+
+if TYPE_CHECKING:
+    import onnx
 
 WEIGHTS_LOCATION = "edgeguard.weights"
 EXTERNALIZE_MIN_BYTES = 1024
+_PROTOBUF_LIMIT = 2**31 - 1
+# onnx.TensorProto.DataType values (stable in the ONNX spec) -> the tensor table's dtype names.
 _DTYPE_NAMES = {
-    TensorProto.FLOAT: "float32", TensorProto.DOUBLE: "float64", TensorProto.FLOAT16: "float16",
-    TensorProto.BFLOAT16: "bfloat16", TensorProto.INT64: "int64", TensorProto.INT32: "int32",
-    TensorProto.INT16: "int16", TensorProto.INT8: "int8", TensorProto.UINT64: "uint64",
-    TensorProto.UINT32: "uint32", TensorProto.UINT16: "uint16", TensorProto.UINT8: "uint8",
-    TensorProto.BOOL: "bool",
+    1: "float32", 11: "float64", 10: "float16", 16: "bfloat16", 7: "int64", 6: "int32", 5: "int16",
+    3: "int8", 13: "uint64", 12: "uint32", 4: "uint16", 2: "uint8", 9: "bool",
 }  # fmt: skip
 
 
-def _tensor_bytes(t: TensorProto) -> bytes:
+def _tensor_bytes(t: onnx.TensorProto) -> bytes:
+    from onnx import TensorProto, numpy_helper
+
     if t.raw_data:
         return t.raw_data
     if t.data_type == TensorProto.BFLOAT16:  # typed storage keeps bf16 in int32 fields
@@ -37,12 +44,15 @@ def _tensor_bytes(t: TensorProto) -> bytes:
     return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
-def onnx_sections(path: Path) -> tuple[list[tuple[str, bytes]], tuple[TensorEntry, ...]]:
+def onnx_sections(path: Path) -> tuple[Sections, tuple[TensorEntry, ...]]:
     """Returns ([("graph", ...), ("weights", ...)], tensor table) for the model at `path`.
 
     Raises:
         FormatError: not a loadable ONNX model, or its external data cannot be read.
     """
+    import onnx
+    from onnx import TensorProto
+
     try:
         model = onnx.load(str(path), load_external_data=True)
     except Exception as exc:  # onnx raises DecodeError, OSError, ValidationError, ...
@@ -72,6 +82,9 @@ def onnx_sections(path: Path) -> tuple[list[tuple[str, bytes]], tuple[TensorEntr
 
 def reassemble(graph: bytes, weights: memoryview) -> onnx.ModelProto:
     """The inverse of :func:`onnx_sections`: a self-contained ModelProto with weights embedded."""
+    import onnx
+    from onnx import TensorProto
+
     model = onnx.ModelProto()
     model.ParseFromString(graph)
     for t in model.graph.initializer:
@@ -83,3 +96,31 @@ def reassemble(graph: bytes, weights: memoryview) -> onnx.ModelProto:
         del t.external_data[:]
         t.data_location = TensorProto.DEFAULT
     return model
+
+
+class OnnxKind(PayloadKind):
+    name = "onnx"
+    sections = ("graph", "weights")
+    tensor_section = "weights"
+    suffixes = (".onnx",)
+
+    def build(self, path: Path) -> tuple[Sections, tuple[TensorEntry, ...]]:
+        return onnx_sections(path)
+
+    def tensors(self, layout: Layout, buffer: Any) -> dict[str, np.ndarray]:
+        return tensor_views(layout, buffer, "weights", layout.tensors)
+
+    def write_original(self, layout: Layout, buffer: Any, target: Path) -> None:
+        """One self-contained model with the weights embedded again (or, above protobuf's 2 GB
+        limit, `target` plus external data beside it)."""
+        import onnx
+
+        model = reassemble(bytes(layout.section(buffer, "graph")), layout.section(buffer, "weights"))
+        with atomic_output(target, overwrite=False, mode=0o600) as (_fd, tmp):
+            if model.ByteSize() < _PROTOBUF_LIMIT:
+                onnx.save_model(model, os.fspath(tmp))
+            else:
+                onnx.save_model(model, os.fspath(tmp), save_as_external_data=True, location=target.name + ".data")
+
+
+KIND = OnnxKind()
