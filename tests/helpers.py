@@ -8,19 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-
 from edgeguard.errors import FormatError
 from edgeguard.format import ModelInfo
-from edgeguard.keys import (
-    SigningKey,
-    TrustStore,
-    export_private_pem,
-    generate_private_key,
-    load_identity,
-    load_recipient,
-    public_pem,
-)
+from edgeguard.keys import SigningKey, TrustStore, export_private_pem, generate_private_key, public_pem
 from edgeguard.payload import build_payload
+from edgeguard.recipients import load_identity, load_recipient
 from edgeguard.recipients.scrypt import PassphraseIdentity, PassphraseRecipient
 from edgeguard.seal import seal_payload
 from edgeguard.unseal import open_sealed_file

@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeguard.keys import SigningKey, TrustStore, generate_private_key, key_id, load_recipient, public_pem, write_private_key
+from edgeguard.keys import SigningKey, TrustStore, generate_private_key, key_id, public_pem, write_private_key
+from edgeguard.recipients import load_recipient
 from edgeguard.seal import seal_model
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeguard.cli.bench import SUITES, add_bench_parser, run_bench
 from edgeguard.cli import EXIT_ERROR, EXIT_USAGE, main
+from edgeguard.cli.bench import SUITES, add_bench_parser, run_bench
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

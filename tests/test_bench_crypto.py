@@ -11,10 +11,10 @@ import math
 import pytest
 
 from edgeguard.bench import crypto
-from edgeguard.cli.bench import add_bench_parser
 from edgeguard.bench.crypto import BenchError, parse_openssl_speed, summarize
 from edgeguard.bench.report import markdown, write_report
 from edgeguard.bench.results import SCHEMA_VERSION, ResultsError, load, validate
+from edgeguard.cli.bench import add_bench_parser
 
 # `openssl speed -mr -bytes 1048576 -seconds 1 -evp aes-256-gcm` as OpenSSL 3.0 prints it.
 SPEED_OUTPUT = """+DT:AES-256-GCM:1:1048576

@@ -71,7 +71,7 @@ stanzas = st.one_of(
 @st.composite
 def headers(draw: st.DrawFn) -> Header:
     if draw(st.booleans()):
-        recipients: tuple[Stanza, ...] = (Stanza("scrypt", draw(st.binary(min_size=48, max_size=48)), salt=draw(st.binary(min_size=16, max_size=16)), log_n=draw(st.integers(10, 22))),)  # fmt: skip
+        recipients: tuple[Stanza, ...] = (Stanza("scrypt", draw(st.binary(min_size=48, max_size=48)), params=(("log_n", draw(st.integers(10, 22))), ("salt", draw(st.binary(min_size=16, max_size=16))))),)  # fmt: skip
     else:
         recipients = tuple(draw(st.lists(stanzas, min_size=1, max_size=5, unique_by=lambda s: s.key_id)))
     nb = draw(st.none() | st.integers(0, fmt.MAX_INT - 1))

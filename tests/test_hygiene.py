@@ -17,14 +17,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from edgeguard.errors import EdgeguardError, KeyFileError
-from edgeguard.keys import (
-    SigningKey,
-    export_private_pem,
-    generate_private_key,
-    load_identity,
-    load_private_key,
-    write_private_key,
-)
+from edgeguard.keys import SigningKey, export_private_pem, generate_private_key, load_private_key, write_private_key
+from edgeguard.recipients import load_identity
 from edgeguard.recipients.scrypt import PassphraseIdentity, PassphraseRecipient
 from edgeguard.unseal import open_sealed_file, unseal_file, verify_file
 from helpers import LOG_N, Keys, raw_payload, seal_bytes

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edgeguard.errors import IntegrityError
-from edgeguard.format import ModelInfo, TAG_LEN
+from edgeguard.format import TAG_LEN, ModelInfo
 from edgeguard.payload import build_payload
 from edgeguard.seal import derive_payload_key, seal_payload
 from edgeguard.unseal import inspect_file, open_sealed_file, verify_file

@@ -25,8 +25,8 @@ from edgeguard.recipients.scrypt import PassphraseIdentity
 from edgeguard.unseal import open_sealed_file, unseal_file, verify_file
 from helpers import (
     CHUNK,
-    Blob,
     PASSPHRASE,
+    Blob,
     new_keys,
     passphrase_recipient,
     raw_payload,

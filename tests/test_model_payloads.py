@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import reference_decoder as ref
 from edgeguard.errors import FormatError
@@ -18,10 +21,6 @@ from edgeguard.kinds.onnx import EXTERNALIZE_MIN_BYTES, WEIGHTS_LOCATION
 from edgeguard.seal import seal_model
 from edgeguard.unseal import open_sealed_file, unseal_file
 from helpers import CHUNK, Keys
-
-import onnx
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 RNG = np.random.default_rng(7)
 

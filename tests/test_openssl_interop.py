@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from edgeguard.cli import main
 from edgeguard.errors import KeyFileError
-from edgeguard.keys import SigningKey, TrustStore, VerifyingKey, load_identity, load_recipient
+from edgeguard.keys import SigningKey, TrustStore, VerifyingKey
+from edgeguard.recipients import load_identity, load_recipient
 from edgeguard.unseal import inspect_file, open_sealed_file, verify_file
 from helpers import raw_payload, seal_bytes
 

@@ -17,14 +17,15 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
-from runtime_support import make_keys, make_mlp
 
 import edgeguard
 from edgeguard.errors import KeyFileError, NotARecipientError
-from edgeguard.keys import key_id, load_recipient
-from edgeguard.recipients import wrap_context
-from edgeguard.recipients.pkcs11 import AEAD_AES_128_GCM, Pkcs11Identity, TokenError, hpke_p256_open, parse_pkcs11_uri
+from edgeguard.keys import key_id
+from edgeguard.recipients import load_recipient, wrap_context
+from edgeguard.recipients._hpke import AEAD_AES_128_GCM, hpke_p256_open
+from edgeguard.recipients.pkcs11 import Pkcs11Identity, TokenError, parse_pkcs11_uri
 from edgeguard.seal import seal_model
+from runtime_support import make_keys, make_mlp
 
 pytestmark = pytest.mark.native_process  # the token module is a host (x86_64) library
 

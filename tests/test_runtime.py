@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from runtime_support import Keys, make_keys, make_mlp, seal
 
 import edgeguard
+from edgeguard.cli.demo import run_runtime_demo
 from edgeguard.errors import FormatError, IntegrityError, KeyFileError, NotARecipientError, UntrustedSignerError
 from edgeguard.keys import SigningKey, TrustStore
 from edgeguard.recipients.scrypt import PassphraseRecipient
-from edgeguard.cli.demo import run_runtime_demo
 from edgeguard.seal import seal_model
+from runtime_support import Keys, make_keys, make_mlp, seal
 
 X = np.random.default_rng(7).standard_normal((5, 32)).astype(np.float32)
 
@@ -312,7 +312,7 @@ def test_signing_key_type_does_not_matter(env: dict[str, Any], tmp_path: Path) -
     keys: Keys = env["keys"]
     p256_signer = SigningKey.generate("p256")
     sealed = tmp_path / "p256.sealed"
-    from edgeguard.keys import load_recipient
+    from edgeguard.recipients import load_recipient
 
     seal_model(env["model"], sealed, signer=p256_signer, recipients=[load_recipient(keys.recipient_path)])
     with edgeguard.InferenceSession(sealed, identity=keys.identity_path, trust=p256_signer.verifying_key) as sess:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from runtime_support import make_keys, make_mlp, seal
 
 _CHILD = """

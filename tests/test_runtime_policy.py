@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_support import Keys, make_keys, make_mlp, seal
 
 import edgeguard
 from edgeguard.errors import ExpiredError, NotYetValidError, PolicyError, RollbackError
 from edgeguard.policy import VersionStore
+from runtime_support import Keys, make_keys, make_mlp, seal
 
 T0 = 1_800_000_000
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_support import make_keys, make_mlp, seal
 
 from edgeguard import _core
 from edgeguard.secure_memory import SecureBuffer, harden_process, is_dumpable, memory_report
+from runtime_support import make_keys, make_mlp, seal
 
 PAGE = os.sysconf("SC_PAGESIZE")
 

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 
 import reference_decoder as ref
 from edgeguard import errors
-from edgeguard.keys import TrustStore, VerifyingKey, load_identity
+from edgeguard.keys import TrustStore, VerifyingKey
+from edgeguard.recipients import load_identity
 from edgeguard.recipients.scrypt import PassphraseIdentity
 from edgeguard.unseal import open_sealed_file, unseal_file, verify_file
 

@@ -44,7 +44,7 @@ _LAZY = {
     "PassphraseIdentity": ".recipients.scrypt",
     "TrustStore": ".keys",
     "VersionStore": ".policy",
-    "load_identity": ".keys",
+    "load_identity": ".recipients",
 }
 
 

@@ -13,7 +13,7 @@ import json
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from . import kinds
 from .errors import FormatError, IntegrityError, UnsupportedVersionError
@@ -43,9 +43,6 @@ SALT_LEN = 32
 CIPHERS = ("aes-256-gcm", "chacha20-poly1305")
 SIGNATURE_ALGS = ("ed25519", "ecdsa-p256-sha256")
 PAYLOAD_KINDS = kinds.NAMES
-SCRYPT_LOG_N_RANGE = (10, 22)
-STANZA_WRAPPED_LEN = {"hpke-x25519": 80, "hpke-p256": 113, "scrypt": 48}
-SCRYPT_SALT_LEN = 16
 _KEY_ID = re.compile(r"[0-9a-f]{16}\Z")
 
 
@@ -160,45 +157,73 @@ def key_id_field(value: Any, what: str) -> str:
 
 
 @dataclass(frozen=True)
+class StanzaField:
+    """How a stanza field is checked: canonical base64 of exactly `length` bytes (``b64``), an integer
+    in `lo`..`hi` (``int``), or a 16-hex-digit key id (``key_id``)."""
+
+    kind: str
+    length: int = 0
+    lo: int = 0
+    hi: int = MAX_INT
+
+    def parse(self, value: Any, what: str) -> Any:
+        if self.kind == "b64":
+            return b64decode(value, self.length, what)
+        if self.kind == "int":
+            return _int(value, what, self.lo, self.hi)
+        return key_id_field(value, what)
+
+    def encode(self, value: Any) -> Any:
+        return b64encode(value) if self.kind == "b64" else value
+
+
+@dataclass(frozen=True)
+class StanzaSpec:
+    """A recipient type's stanza: its fields besides ``type`` (``wrapped`` always among them) and
+    whether it must be a file's only stanza. Each recipient module declares its own."""
+
+    type: str
+    fields: Mapping[str, StanzaField]
+    only_recipient: bool = False
+
+
+@dataclass(frozen=True)
 class Stanza:
-    """One wrapped copy of the content key. `key_id` is None for a passphrase stanza."""
+    """One wrapped copy of the content key. `key_id` addresses a device key (None for a passphrase);
+    `params` holds the type's other fields (a passphrase stanza's ``salt`` and ``log_n``)."""
 
     type: str
     wrapped: bytes
     key_id: str | None = None
-    salt: bytes | None = None
-    log_n: int | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def param(self, name: str) -> Any:
+        """The value of a type-specific field. Raises KeyError if the stanza has none of that name."""
+        return dict(self.params)[name]
 
     def to_json(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {"type": self.type, "wrapped": b64encode(self.wrapped)}
-        if self.key_id is not None:
-            obj["key_id"] = self.key_id
-        if self.salt is not None:
-            obj["salt"] = b64encode(self.salt)
-        if self.log_n is not None:
-            obj["log_n"] = self.log_n
-        return obj
+        fields = _stanza_spec(self.type).fields
+        values = {"wrapped": self.wrapped, **({"key_id": self.key_id} if self.key_id is not None else {}), **dict(self.params)}
+        return {"type": self.type, **{name: fields[name].encode(value) for name, value in values.items()}}
 
     @classmethod
     def from_json(cls, obj: Any) -> Stanza:
         if not isinstance(obj, dict):
             raise FormatError("recipient stanza must be an object")
-        kind = _choice(obj.get("type"), "stanza type", tuple(STANZA_WRAPPED_LEN))
-        wrapped_len = STANZA_WRAPPED_LEN[kind]
-        if kind == "scrypt":
-            _fields(obj, "scrypt stanza", {"type", "salt", "log_n", "wrapped"})
-            return cls(
-                type=kind,
-                wrapped=b64decode(obj["wrapped"], wrapped_len, "stanza wrapped key"),
-                salt=b64decode(obj["salt"], SCRYPT_SALT_LEN, "scrypt salt"),
-                log_n=_int(obj["log_n"], "scrypt log_n", *SCRYPT_LOG_N_RANGE),
-            )
-        _fields(obj, f"{kind} stanza", {"type", "key_id", "wrapped"})
-        return cls(
-            type=kind,
-            wrapped=b64decode(obj["wrapped"], wrapped_len, "stanza wrapped key"),
-            key_id=key_id_field(obj["key_id"], "stanza key_id"),
-        )
+        from .recipients import STANZA_TYPES  # the recipient registry; it imports this module
+
+        kind = _choice(obj.get("type"), "stanza type", STANZA_TYPES)
+        spec = _stanza_spec(kind)
+        _fields(obj, f"{kind} stanza", {"type", *spec.fields})
+        values = {name: field.parse(obj[name], f"{kind} stanza {name}") for name, field in spec.fields.items()}
+        wrapped, key_id = values.pop("wrapped"), values.pop("key_id", None)
+        return cls(type=kind, wrapped=wrapped, key_id=key_id, params=tuple(sorted(values.items())))
+
+
+def _stanza_spec(kind: str) -> StanzaSpec:
+    from .recipients import stanza_spec
+
+    return stanza_spec(kind)
 
 
 @dataclass(frozen=True)
@@ -325,8 +350,9 @@ def parse_header(body: bytes) -> Header:
     if not isinstance(recipients, list) or not 1 <= len(recipients) <= MAX_RECIPIENTS:
         raise FormatError(f"recipients must be a list of 1..{MAX_RECIPIENTS} stanzas")
     stanzas = tuple(Stanza.from_json(s) for s in recipients)
-    if any(s.type == "scrypt" for s in stanzas) and len(stanzas) != 1:
-        raise FormatError("a passphrase (scrypt) recipient must be the only recipient")
+    sole = next((s.type for s in stanzas if _stanza_spec(s.type).only_recipient), None)
+    if sole is not None and len(stanzas) != 1:
+        raise FormatError(f"a {sole} recipient must be the only recipient")
     key_ids = [s.key_id for s in stanzas if s.key_id is not None]
     if len(set(key_ids)) != len(key_ids):
         raise FormatError("two recipient stanzas share a key_id")

@@ -21,8 +21,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from .errors import KeyFileError, UntrustedSignerError
 from .recipients import NoPickle
-from .recipients.p256 import P256Identity, P256Recipient
-from .recipients.x25519 import X25519Identity, X25519Recipient
 
 SIGNING_KEY_TYPES = ("ed25519", "p256")
 DEVICE_KEY_TYPES = ("x25519", "p256")
@@ -223,30 +221,6 @@ class SigningKey(NoPickle):
         return f"SigningKey(alg={self.alg!r}, key_id={self.key_id!r})"
 
 
-def load_recipient(source: str | os.PathLike[str] | bytes) -> X25519Recipient | P256Recipient:
-    """A device public key (X25519 or P-256) to seal to. Raises KeyFileError otherwise."""
-    key = load_public_key(source)
-    if isinstance(key, x25519.X25519PublicKey):
-        return X25519Recipient(key, key_id(key))
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return P256Recipient(key, key_id(key))
-    raise KeyFileError("a recipient must be an X25519 or P-256 device public key (an Ed25519 key only signs)")
-
-
-def load_identity(source: str | os.PathLike[str] | bytes) -> X25519Identity | P256Identity:
-    """A device private key (X25519 or P-256) from a PEM file (permission-checked) or PEM bytes.
-
-    Raises:
-        KeyFileError: unreadable, insecure, malformed, or not a device key type.
-    """
-    key = load_private_key(source)
-    if isinstance(key, x25519.X25519PrivateKey):
-        return X25519Identity(key, key_id(key.public_key()))
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return P256Identity(key, key_id(key.public_key()))
-    raise KeyFileError("an identity must be an X25519 or P-256 device private key (an Ed25519 key only signs)")
-
-
 class TrustStore:
     """The publisher keys a device accepts signatures from, indexed by key id."""
 
@@ -275,3 +249,20 @@ class TrustStore:
 
     def __repr__(self) -> str:
         return f"TrustStore({sorted(self._keys)})"
+
+
+def resolve_trust(trust: Any) -> TrustStore:
+    """A TrustStore from a TrustStore, VerifyingKey, PEM path or bytes, or a list of these.
+
+    Raises:
+        ValueError: no publisher key at all (loading would then trust nobody).
+        KeyFileError: a file is not a usable publisher public key.
+    """
+    if isinstance(trust, TrustStore):
+        store = trust
+    else:
+        items = list(trust) if isinstance(trust, (list, tuple)) else ([] if trust is None else [trust])
+        store = TrustStore(k if isinstance(k, VerifyingKey) else VerifyingKey.load(k) for k in items)
+    if len(store) == 0:
+        raise ValueError("the trust store is empty: give the publisher's public key(s) in trust=")
+    return store

@@ -31,12 +31,10 @@ import numpy as np
 from . import kinds
 from .errors import FormatError
 from .format import ModelInfo
-from .keys import TrustStore, VerifyingKey, load_identity
+from .keys import resolve_trust
 from .kinds.onnx import WEIGHTS_LOCATION
 from .policy import Clock, VersionStore, check_validity
-from .recipients import Identity
-from .recipients.pkcs11 import Pkcs11Identity
-from .recipients.scrypt import PassphraseIdentity
+from .recipients import resolve_identities
 from .secure_memory import MemoryReport, SecureBuffer, memory_report
 from .unseal import Opened, open_sealed_file
 
@@ -61,52 +59,6 @@ _DISK_WRITING_OPTION = re.compile(r"cache|dump|context|profil|save|serializ", re
 
 IdentityLike = Any  # Identity | path | PEM bytes | "pkcs11:" URI | a sequence of these
 TrustLike = Any  # TrustStore | VerifyingKey | path | PEM bytes | a sequence of these
-
-
-def resolve_identities(identity: IdentityLike, passphrase: str | bytes | None = None) -> list[Identity]:
-    """Turns the accepted identity forms into Identity objects.
-
-    Accepts an object with ``unwrap(stanzas, file_salt)``, a PEM file path (permission-checked),
-    PEM bytes, an RFC 7512 ``pkcs11:`` URI, or a list of these; plus an optional passphrase.
-
-    Raises:
-        ValueError: neither an identity nor a passphrase, or a malformed pkcs11 URI.
-        TypeError: an identity of an unsupported type.
-        KeyFileError: a key file or token cannot be used (TokenError for a token).
-    """
-    out: list[Identity] = []
-    if passphrase is not None:
-        out.append(PassphraseIdentity(passphrase))
-    pending = list(identity) if isinstance(identity, (list, tuple)) else ([] if identity is None else [identity])
-    for item in pending:
-        if isinstance(item, str) and item.startswith("pkcs11:"):
-            out.append(Pkcs11Identity(item))
-        elif isinstance(item, (str, os.PathLike, bytes)):
-            out.append(load_identity(item))
-        elif callable(getattr(item, "unwrap", None)):
-            out.append(item)
-        else:
-            raise TypeError(f"unsupported identity type {type(item).__name__}")
-    if not out:
-        raise ValueError("an identity (device key) or a passphrase is needed to open a sealed model")
-    return out
-
-
-def resolve_trust(trust: TrustLike) -> TrustStore:
-    """A TrustStore from a TrustStore, VerifyingKey, PEM path or bytes, or a list of these.
-
-    Raises:
-        ValueError: no publisher key at all (loading would then trust nobody).
-        KeyFileError: a file is not a usable publisher public key.
-    """
-    if isinstance(trust, TrustStore):
-        store = trust
-    else:
-        items = list(trust) if isinstance(trust, (list, tuple)) else ([] if trust is None else [trust])
-        store = TrustStore(k if isinstance(k, VerifyingKey) else VerifyingKey.load(k) for k in items)
-    if len(store) == 0:
-        raise ValueError("the trust store is empty: give the publisher's public key(s) in trust=")
-    return store
 
 
 def _open_verified(
@@ -190,8 +142,8 @@ class InferenceSession:
     ``InferenceSession(path, sess_options=None, providers=None, provider_options=None, *,
     identity=..., trust=..., hygiene="strict")``: the first four arguments are onnxruntime's and
     are passed through (`sess_options` is modified: see below). `identity` is the device key (see
-    :func:`resolve_identities`; or `passphrase=`), `trust` the publisher keys (see
-    :func:`resolve_trust`).
+    :func:`~edgeguard.recipients.resolve_identities`; or `passphrase=`), `trust` the publisher
+    keys (see :func:`~edgeguard.keys.resolve_trust`).
 
     hygiene="strict" (default): the weights stay in the locked, non-dumpable secure buffer and
     onnxruntime reads them in place; `sess_options` gets graph optimizations disabled

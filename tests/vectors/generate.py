@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from edgeguard.format import ModelInfo
-from edgeguard.keys import SigningKey, load_recipient
+from edgeguard.keys import SigningKey
 from edgeguard.payload import build_payload
+from edgeguard.recipients import load_recipient
 from edgeguard.recipients.scrypt import PassphraseRecipient
 from edgeguard.seal import seal_payload
 

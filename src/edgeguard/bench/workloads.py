@@ -101,7 +101,8 @@ def seal(model: Path, tmp: Path, name: str, source: str, width: int | None = Non
 
     Raises ImportError without onnx, FormatError if the file is not a usable ONNX model, OSError.
     """
-    from edgeguard.keys import SigningKey, generate_private_key, load_recipient, public_pem, write_private_key
+    from edgeguard.keys import SigningKey, generate_private_key, public_pem, write_private_key
+    from edgeguard.recipients import load_recipient
     from edgeguard.seal import seal_model
 
     # Benchmark-only keys, in the run's temporary directory with the models.

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("unseal", "explicit recovery: verify, decrypt and write the original model", cmd_unseal)
     p.add_argument("sealed")
     p.add_argument("-o", "--output", required=True, help="never overwritten")
-    p.add_argument("--identity", action="append", default=[], metavar="KEY", help="device private key; repeatable")
+    p.add_argument("--identity", action="append", default=[], metavar="KEY", help="device private key (PEM file) or a key on a PKCS#11 token (pkcs11: URI); repeatable")
     p.add_argument("--passphrase", action="store_true")
     p.add_argument("--trust", action="append", required=True, metavar="PUB", help="trusted publisher public key; repeatable")
     p.add_argument("--threads", type=parse_threads, default=0)

@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any, Callable
 
-from ..format import Container, Header
+from ..format import Container, Header, Stanza
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # I/O and other failures
@@ -135,7 +135,7 @@ def describe_header(h: Header, file_size: int) -> dict[str, Any]:
         "payload_length": h.payload_length,
         "payload_kind": h.payload_kind,
         "signer": {"alg": h.signer_alg, "key_id": h.signer_key_id},
-        "recipients": [{"type": s.type, **({"key_id": s.key_id} if s.key_id else {"log_n": s.log_n})} for s in h.recipients],
+        "recipients": [_describe_stanza(s) for s in h.recipients],
         "model": {
             "name": h.model.name,
             "version": h.model.version,
@@ -148,6 +148,13 @@ def describe_header(h: Header, file_size: int) -> dict[str, Any]:
     }
 
 
+def _describe_stanza(s: Stanza) -> dict[str, Any]:
+    """A stanza's public, readable fields: its key id, or a passphrase's work factor (never salts)."""
+    if s.key_id is not None:
+        return {"type": s.type, "key_id": s.key_id}
+    return {"type": s.type, **{k: v for k, v in s.params if isinstance(v, int)}}
+
+
 def describe_text(info: dict[str, Any]) -> str:
     m = info["model"]
     lines = [
@@ -158,7 +165,8 @@ def describe_text(info: dict[str, Any]) -> str:
         f"signer      {info['signer']['alg']} key {info['signer']['key_id']}",
     ]
     for r in info["recipients"]:
-        lines.append(f"recipient   {r['type']} " + (f"key {r['key_id']}" if "key_id" in r else f"(scrypt log_n {r['log_n']})"))
+        params = " ".join(f"{k} {v}" for k, v in r.items() if k not in ("type", "key_id"))
+        lines.append(f"recipient   {r['type']} " + (f"key {r['key_id']}" if "key_id" in r else f"({r['type']} {params})"))
     for k, v in m["labels"].items():
         lines.append(f"label       {k}={v}")
     return "\n".join(lines)

@@ -49,7 +49,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _recipients(args: argparse.Namespace) -> list[Any]:
-    from ..keys import load_recipient
+    from ..recipients import load_recipient
     from ..recipients.scrypt import PassphraseRecipient
 
     if args.passphrase and args.recipient:
@@ -62,8 +62,8 @@ def _recipients(args: argparse.Namespace) -> list[Any]:
 
 
 def cmd_seal(args: argparse.Namespace) -> int:
-    from ..keys import SigningKey
     from .. import kinds
+    from ..keys import SigningKey
     from ..seal import seal_model
 
     model = Path(args.model)
@@ -156,8 +156,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_unseal(args: argparse.Namespace) -> int:
-    from ..keys import TrustStore, load_identity
-    from ..recipients.scrypt import PassphraseIdentity
+    from ..keys import TrustStore
+    from ..recipients import resolve_identities
     from ..unseal import unseal_file
 
     if bool(args.identity) == bool(args.passphrase):
@@ -165,7 +165,7 @@ def cmd_unseal(args: argparse.Namespace) -> int:
     if Path(args.output).exists():
         raise CliError(f"{args.output} already exists", hint="unseal never overwrites; choose another output path")
     trust = TrustStore.load(args.trust)
-    identities = [PassphraseIdentity(read_passphrase(confirm=False))] if args.passphrase else [load_identity(p) for p in args.identity]
+    identities = resolve_identities(args.identity, read_passphrase(confirm=False) if args.passphrase else None)
     size = Path(args.sealed).stat().st_size
     opened = unseal_file(args.sealed, args.output, identities, trust, threads=args.threads, progress=Progress("opening", size).callback())
     info = describe(opened.container)

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..bench.workloads import sample_inputs
 from ..detect import Action, Guard, Policy, Profile
-from ..keys import SigningKey, TrustStore, generate_private_key, load_recipient, write_private_key, write_public_key
+from ..keys import SigningKey, TrustStore, generate_private_key, write_private_key, write_public_key
+from ..recipients import load_recipient
 from ..runtime import InferenceSession
 from ..seal import seal_model
 from ..unseal import inspect_file, verify_file

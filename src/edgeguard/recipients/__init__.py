@@ -4,16 +4,33 @@ A *recipient* is the public side used when sealing (``wrap``); an *identity* is 
 used when opening (``unwrap``). Security property: a stanza produced by ``wrap`` reveals nothing
 about the content key to anyone without the matching identity, and is bound to one file's salt,
 so it cannot be moved into another file.
+
+Each type's module declares its stanza (``STANZA``, a :class:`~edgeguard.format.StanzaSpec`: the
+fields the generic strict parser in :mod:`edgeguard.format` checks) and, for key-file types, turns
+a loaded key into its recipient or identity (``recipient_for`` / ``identity_for``). The table below
+is the only place that lists the types: adding one is a module, a line here and the spec.
+Identities that live elsewhere than in a key file (a PKCS#11 token) open an existing type's stanzas.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+import os
+from importlib import import_module
+from types import ModuleType
+from typing import Any, Protocol, Sequence
 
-from ..format import Stanza
+from ..format import Stanza, StanzaSpec
 
 WRAP_LABEL = b"edgeguard/v1 dek\x00"
 DEK_LEN = 32
+
+# Stanza type -> the module that implements it.
+_MODULES = {
+    "hpke-x25519": ".x25519",
+    "hpke-p256": ".p256",
+    "scrypt": ".scrypt",
+}
+STANZA_TYPES = tuple(_MODULES)
 
 
 def wrap_context(file_salt: bytes) -> bytes:
@@ -38,3 +55,95 @@ class NoPickle:
 
     def __reduce__(self) -> None:  # type: ignore[override]
         raise TypeError(f"{type(self).__name__} holds key material and cannot be pickled")
+
+
+def _module(stanza_type: str) -> ModuleType:
+    return import_module(_MODULES[stanza_type], __name__)
+
+
+def stanza_spec(stanza_type: str) -> StanzaSpec:
+    """The stanza declaration of a registered type. Raises KeyError for an unknown type."""
+    spec: StanzaSpec = _module(stanza_type).STANZA
+    return spec
+
+
+def load_recipient(source: str | os.PathLike[str] | bytes) -> Recipient:
+    """A device public key (PEM path or bytes) as the recipient of whichever type takes it.
+
+    Raises:
+        KeyFileError: unreadable, malformed, or a key no recipient type takes (an Ed25519 key only signs).
+    """
+    from ..errors import KeyFileError
+    from ..keys import load_public_key
+
+    key = load_public_key(source)
+    for module in _key_file_modules():
+        recipient: Recipient | None = module.recipient_for(key)
+        if recipient is not None:
+            return recipient
+    raise KeyFileError("a recipient must be an X25519 or P-256 device public key (an Ed25519 key only signs)")
+
+
+def load_identity(source: str | os.PathLike[str] | bytes) -> Identity:
+    """A device private key from a PEM file (permission-checked) or PEM bytes.
+
+    Raises:
+        KeyFileError: unreadable, insecure, malformed, or not a device key type.
+    """
+    from ..errors import KeyFileError
+    from ..keys import load_private_key
+
+    key = load_private_key(source)
+    for module in _key_file_modules():
+        identity: Identity | None = module.identity_for(key)
+        if identity is not None:
+            return identity
+    raise KeyFileError("an identity must be an X25519 or P-256 device private key (an Ed25519 key only signs)")
+
+
+def _key_file_modules() -> list[ModuleType]:
+    """The recipient types whose keys live in PEM files (a passphrase has no key file)."""
+    return [m for m in map(_module, STANZA_TYPES) if hasattr(m, "identity_for")]
+
+
+PKCS11_SCHEME = "pkcs11:"
+
+
+def resolve_identities(identity: Any, passphrase: str | bytes | None = None) -> list[Identity]:
+    """Turns every accepted identity form into Identity objects; the runtime and the CLI both use it.
+
+    `identity` is an object with ``unwrap(stanzas, file_salt)``, a PEM file path
+    (permission-checked), PEM bytes, an RFC 7512 ``pkcs11:`` URI (a key on a token), or a list of
+    these; `passphrase` adds a passphrase identity.
+
+    Raises:
+        ValueError: neither an identity nor a passphrase, or a malformed pkcs11 URI.
+        TypeError: an identity of an unsupported type.
+        KeyFileError: a key file or token cannot be used (TokenError for a token).
+    """
+    out: list[Identity] = []
+    if passphrase is not None:
+        from .scrypt import PassphraseIdentity
+
+        out.append(PassphraseIdentity(passphrase))
+    pending = list(identity) if isinstance(identity, (list, tuple)) else ([] if identity is None else [identity])
+    for item in pending:
+        if isinstance(item, str) and item.startswith(PKCS11_SCHEME):
+            from .pkcs11 import Pkcs11Identity
+
+            out.append(Pkcs11Identity(item))
+        elif isinstance(item, (str, os.PathLike, bytes)):
+            out.append(load_identity(item))
+        elif callable(getattr(item, "unwrap", None)):
+            out.append(item)
+        else:
+            raise TypeError(f"unsupported identity type {type(item).__name__}")
+    if not out:
+        raise ValueError("an identity (device key) or a passphrase is needed to open a sealed model")
+    return out
+
+
+__all__ = [
+    "DEK_LEN", "STANZA_TYPES", "Identity", "NoPickle", "Recipient", "load_identity", "load_recipient",
+    "resolve_identities", "stanza_spec", "wrap_context",
+]  # fmt: skip

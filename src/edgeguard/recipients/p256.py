@@ -5,11 +5,15 @@ A P-256 key that never leaves a PKCS#11 token is in :mod:`edgeguard.recipients.p
 
 from __future__ import annotations
 
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.hpke import KEM
 
-from ._hpke import HpkeIdentity, HpkeRecipient
+from ._hpke import HpkeIdentity, HpkeRecipient, stanza
 
 STANZA_TYPE = "hpke-p256"
+STANZA = stanza(STANZA_TYPE, 113)
 
 
 class P256Recipient(HpkeRecipient):
@@ -24,3 +28,18 @@ class P256Identity(HpkeIdentity):
 
     KEM = KEM.P256
     STANZA_TYPE = STANZA_TYPE
+
+
+# keys.load_public_key / load_private_key admit only the P-256 curve.
+def recipient_for(public_key: Any) -> P256Recipient | None:
+    from ..keys import key_id
+
+    return P256Recipient(public_key, key_id(public_key)) if isinstance(public_key, ec.EllipticCurvePublicKey) else None
+
+
+def identity_for(private_key: Any) -> P256Identity | None:
+    from ..keys import key_id
+
+    if not isinstance(private_key, ec.EllipticCurvePrivateKey):
+        return None
+    return P256Identity(private_key, key_id(private_key.public_key()))

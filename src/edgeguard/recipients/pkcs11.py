@@ -1,9 +1,8 @@
 """P-256 device keys held on a PKCS#11 token (HSM, secure element, SoftHSM2).
 
 The private key never leaves the token: the token computes the ECDH shared secret
-(CKM_ECDH1_DERIVE) and this module finishes HPKE base-mode decapsulation (RFC 9180,
-DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-256-GCM) on the host with `cryptography`'s primitives,
-because `cryptography`'s own HPKE Suite needs an in-memory private key. Stanzas are the ordinary
+(CKM_ECDH1_DERIVE) and :func:`~edgeguard.recipients._hpke.hpke_p256_open` finishes HPKE base-mode
+decapsulation on the host, because `cryptography`'s own HPKE Suite needs an in-memory private key. Stanzas are the ordinary
 ``hpke-p256`` stanzas that ``edgeguard seal`` writes for any P-256 device key.
 
 Keys are addressed by RFC 7512 URIs such as
@@ -18,21 +17,16 @@ from typing import Any, Callable, Sequence
 from urllib.parse import unquote, unquote_to_bytes
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from ..errors import KeyFileError
 from ..format import Stanza
 from . import DEK_LEN, NoPickle, wrap_context
+from ._hpke import hpke_p256_open
 from .p256 import STANZA_TYPE
 
 MODULE_ENV = "EDGEGUARD_PKCS11_MODULE"
 _POINT_LEN = 65  # uncompressed SEC1 P-256 point
-_KEM_ID, _KDF_ID = 0x0010, 0x0001
-AEAD_AES_128_GCM, AEAD_AES_256_GCM = 0x0001, 0x0002
-_AEAD_KEY_LEN = {AEAD_AES_128_GCM: 16, AEAD_AES_256_GCM: 32}
 _PATH_ATTRS = {"token", "object", "id", "type", "serial", "manufacturer", "model", "library-manufacturer",
                "library-description", "library-version", "slot-description", "slot-manufacturer", "slot-id"}  # fmt: skip
 _QUERY_ATTRS = {"module-path", "module-name", "pin-value", "pin-source"}
@@ -40,60 +34,6 @@ _QUERY_ATTRS = {"module-path", "module-name", "pin-value", "pin-source"}
 
 class TokenError(KeyFileError):
     """The PKCS#11 module, token or key cannot be used (not found, wrong PIN, wrong key type)."""
-
-
-# --- RFC 9180 base-mode receiver, DHKEM(P-256, HKDF-SHA256) + HKDF-SHA256 -------------------------
-
-
-def _extract(salt: bytes, ikm: bytes) -> bytes:
-    # HKDF-Extract (RFC 5869): an absent salt is HashLen zero bytes.
-    h = hmac.HMAC(salt or bytes(32), hashes.SHA256())
-    h.update(ikm)
-    return h.finalize()
-
-
-def _labeled_extract(suite_id: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:
-    return _extract(salt, b"HPKE-v1" + suite_id + label + ikm)
-
-
-def _labeled_expand(suite_id: bytes, prk: bytes, label: bytes, info: bytes, length: int) -> bytes:
-    labeled = length.to_bytes(2, "big") + b"HPKE-v1" + suite_id + label + info
-    return HKDFExpand(hashes.SHA256(), length, labeled).derive(prk)
-
-
-def hpke_p256_open(
-    wrapped: bytes,
-    recipient_point: bytes,
-    dh: Callable[[bytes], bytes],
-    info: bytes,
-    aad: bytes = b"",
-    aead_id: int = AEAD_AES_256_GCM,
-) -> bytes:
-    """Single-shot HPKE base-mode open where `dh(enc)` computes the ECDH x-coordinate elsewhere.
-
-    `wrapped` is enc (65 bytes) || ciphertext, as `cryptography`'s ``Suite.encrypt`` returns it;
-    `recipient_point` is the recipient's uncompressed public point (pkRm).
-
-    Raises:
-        cryptography.exceptions.InvalidTag: the ciphertext, info or key do not match.
-        ValueError: `wrapped` is too short.
-    """
-    if len(wrapped) < _POINT_LEN + 16:
-        raise ValueError("wrapped key is too short")
-    enc, ct = wrapped[:_POINT_LEN], wrapped[_POINT_LEN:]
-    kem_suite = b"KEM" + _KEM_ID.to_bytes(2, "big")
-    eae_prk = _labeled_extract(kem_suite, b"", b"eae_prk", dh(enc))
-    shared_secret = _labeled_expand(kem_suite, eae_prk, b"shared_secret", enc + recipient_point, 32)
-    suite_id = b"HPKE" + _KEM_ID.to_bytes(2, "big") + _KDF_ID.to_bytes(2, "big") + aead_id.to_bytes(2, "big")
-    context = (
-        b"\x00"  # mode_base
-        + _labeled_extract(suite_id, b"", b"psk_id_hash", b"")
-        + _labeled_extract(suite_id, b"", b"info_hash", info)
-    )
-    secret = _labeled_extract(suite_id, shared_secret, b"secret", b"")
-    key = _labeled_expand(suite_id, secret, b"key", context, _AEAD_KEY_LEN[aead_id])
-    base_nonce = _labeled_expand(suite_id, secret, b"base_nonce", context, 12)
-    return AESGCM(key).decrypt(base_nonce, ct, aad)  # sequence number 0: nonce = base_nonce
 
 
 # --- RFC 7512 URIs --------------------------------------------------------------------------------

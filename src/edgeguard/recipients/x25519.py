@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.hpke import KEM
 
-from ._hpke import HpkeIdentity, HpkeRecipient
+from ._hpke import HpkeIdentity, HpkeRecipient, stanza
 
 STANZA_TYPE = "hpke-x25519"
+STANZA = stanza(STANZA_TYPE, 80)
 
 
 class X25519Recipient(HpkeRecipient):
@@ -21,3 +25,17 @@ class X25519Identity(HpkeIdentity):
 
     KEM = KEM.X25519
     STANZA_TYPE = STANZA_TYPE
+
+
+def recipient_for(public_key: Any) -> X25519Recipient | None:
+    from ..keys import key_id
+
+    return X25519Recipient(public_key, key_id(public_key)) if isinstance(public_key, x25519.X25519PublicKey) else None
+
+
+def identity_for(private_key: Any) -> X25519Identity | None:
+    from ..keys import key_id
+
+    if not isinstance(private_key, x25519.X25519PrivateKey):
+        return None
+    return X25519Identity(private_key, key_id(private_key.public_key()))
