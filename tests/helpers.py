@@ -15,7 +15,7 @@ from edgeguard.payload import build_payload
 from edgeguard.recipients import load_identity, load_recipient
 from edgeguard.recipients.scrypt import PassphraseIdentity, PassphraseRecipient
 from edgeguard.seal import seal_payload
-from edgeguard.unseal import open_sealed_file
+from edgeguard.unseal import decrypt_file
 
 CHUNK = 4096
 LOG_N = 10  # scrypt work factor for tests: the minimum the format accepts
@@ -92,7 +92,7 @@ def open_opaque(path: Path, identities: Sequence[Any], trust: TrustStore) -> byt
         return bufs[-1]
 
     try:
-        open_sealed_file(path, identities, trust, allocate=allocate)
+        decrypt_file(path, identities, trust, allocate=allocate)
     except FormatError as exc:
         assert "inner" in str(exc) or "payload" in str(exc), exc
     return bytes(bufs[0])

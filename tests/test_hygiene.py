@@ -20,7 +20,7 @@ from edgeguard.errors import EdgeguardError, KeyFileError
 from edgeguard.keys import SigningKey, export_private_pem, generate_private_key, load_private_key, write_private_key
 from edgeguard.recipients import load_identity
 from edgeguard.recipients.scrypt import PassphraseIdentity, PassphraseRecipient
-from edgeguard.unseal import open_sealed_file, unseal_file, verify_file
+from edgeguard.unseal import decrypt_file, unseal_file, verify_file
 from helpers import LOG_N, Keys, raw_payload, seal_bytes
 
 SECRET_PASSPHRASE = "hunter2-very-secret-passphrase"
@@ -64,12 +64,12 @@ def failing_calls(keys: Keys, tmp_path: Path) -> list[Callable[[], Any]]:
     tampered.write_bytes(bytes(data))
     opaque = seal_bytes(tmp_path / "opaque.sealed", PLAINTEXT, signer=keys.ed25519, recipients=[keys.x25519_dev.recipient])
     return [
-        lambda: open_sealed_file(pw_file, [PassphraseIdentity(SECRET_PASSPHRASE + "x")], keys.trust),
+        lambda: decrypt_file(pw_file, [PassphraseIdentity(SECRET_PASSPHRASE + "x")], keys.trust),
         lambda: unseal_file(pw_file, tmp_path / "o1", [PassphraseIdentity("wrong " + SECRET_PASSPHRASE)], keys.trust),
-        lambda: open_sealed_file(tampered, [keys.x25519_dev.identity], keys.trust),
+        lambda: decrypt_file(tampered, [keys.x25519_dev.identity], keys.trust),
         lambda: verify_file(tampered, keys.trust),
-        lambda: open_sealed_file(opaque, [keys.x25519_dev.identity], keys.trust),  # inner FormatError after decryption
-        lambda: open_sealed_file(dev_file, [keys.other_dev.identity], keys.trust),
+        lambda: decrypt_file(opaque, [keys.x25519_dev.identity], keys.trust),  # inner FormatError after decryption
+        lambda: decrypt_file(dev_file, [keys.other_dev.identity], keys.trust),
         lambda: load_private_key(bad_perm),
         lambda: load_private_key(pem[:-30] + b"garbage\n-----END PRIVATE KEY-----\n"),
         lambda: load_private_key(pem.replace(b"PRIVATE KEY", b"PUBLIC KEY")),
@@ -95,7 +95,7 @@ def test_no_secret_in_any_error(keys: Keys, tmp_path: Path) -> None:
 def test_reprs_hide_key_material_and_plaintext(keys: Keys, tmp_path: Path) -> None:
     pw_r, pw_i = PassphraseRecipient(SECRET_PASSPHRASE, log_n=LOG_N), PassphraseIdentity(SECRET_PASSPHRASE)
     path = seal_bytes(tmp_path / "f.sealed", raw_payload(PLAINTEXT), signer=keys.ed25519, recipients=[keys.x25519_dev.recipient])
-    opened = open_sealed_file(path, [keys.x25519_dev.identity], keys.trust)
+    opened = decrypt_file(path, [keys.x25519_dev.identity], keys.trust)
     objects = [keys.ed25519, keys.p256, keys.x25519_dev.identity, keys.p256_dev.identity, pw_r, pw_i, opened, keys.trust]
     secrets: list[bytes | str] = [SECRET_PASSPHRASE, b"PLAINTEXT-MARKER", _raw_private(keys.ed25519._private_key),
                                   _raw_private(keys.p256._private_key), _raw_private(keys.x25519_dev.private)]  # fmt: skip
@@ -167,7 +167,7 @@ def test_bad_thread_counts_fail_before_the_native_core(keys: Keys, tmp_path: Pat
     path = seal_bytes(tmp_path / "f.sealed", raw_payload(PLAINTEXT), signer=keys.ed25519, recipients=[keys.x25519_dev.recipient])
     calls: list[Callable[[], Any]] = [
         lambda: verify_file(path, keys.trust, threads=threads),
-        lambda: open_sealed_file(path, [keys.x25519_dev.identity], keys.trust, threads=threads),
+        lambda: decrypt_file(path, [keys.x25519_dev.identity], keys.trust, threads=threads),
         lambda: unseal_file(path, tmp_path / "out", [keys.x25519_dev.identity], keys.trust, threads=threads),
         lambda: seal_bytes_threads(keys, tmp_path / "g.sealed", threads),
     ]
@@ -189,9 +189,9 @@ def test_allocate_returning_a_non_buffer_does_not_leak_the_key(keys: Keys, tmp_p
     path = seal_bytes(tmp_path / "f.sealed", raw_payload(PLAINTEXT), signer=keys.ed25519, recipients=[keys.x25519_dev.recipient])
     for bad in (None, 5, "text"):
         with pytest.raises(TypeError) as exc:
-            open_sealed_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n, bad=bad: bad)
+            decrypt_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n, bad=bad: bad)
         assert "Invoked with" not in everything_about(exc.value)
     with pytest.raises(BufferError):  # read-only
-        open_sealed_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n: bytes(n))
+        decrypt_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n: bytes(n))
     with pytest.raises(ValueError):  # wrong size
-        open_sealed_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n: bytearray(n + 1))
+        decrypt_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n: bytearray(n + 1))

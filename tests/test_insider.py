@@ -14,7 +14,7 @@ from edgeguard.errors import IntegrityError
 from edgeguard.format import TAG_LEN, ModelInfo
 from edgeguard.payload import build_payload
 from edgeguard.seal import derive_payload_key, seal_payload
-from edgeguard.unseal import inspect_file, open_sealed_file, verify_file
+from edgeguard.unseal import inspect_file, decrypt_file, verify_file
 
 CHUNK = 4096
 
@@ -53,7 +53,7 @@ def test_insider_forged_chunk_is_rejected_on_open(sealed: Path, device, trust) -
     forge_chunk(sealed, identity, 1, b"\x00" * CHUNK)
     dest = bytearray(size)
     with pytest.raises(IntegrityError):
-        open_sealed_file(sealed, [identity], trust, allocate=lambda n: dest)
+        decrypt_file(sealed, [identity], trust, allocate=lambda n: dest)
     assert not any(dest), "no plaintext may be left in the destination after a failed open"
 
 
@@ -77,6 +77,6 @@ def test_insider_cannot_fix_up_the_chunk_root(sealed: Path, device, trust) -> No
     data[root_at : root_at + 32] = root
     sealed.write_bytes(bytes(data))
     with pytest.raises(IntegrityError):
-        open_sealed_file(sealed, [device[1]], trust)
+        decrypt_file(sealed, [device[1]], trust)
     with pytest.raises(IntegrityError):
         verify_file(sealed, trust)

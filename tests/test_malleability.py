@@ -22,7 +22,7 @@ from edgeguard.errors import (
     UntrustedSignerError,
 )
 from edgeguard.recipients.scrypt import PassphraseIdentity
-from edgeguard.unseal import open_sealed_file, unseal_file, verify_file
+from edgeguard.unseal import decrypt_file, unseal_file, verify_file
 from helpers import (
     CHUNK,
     PASSPHRASE,
@@ -124,7 +124,7 @@ def check(mutated: bytes) -> None:
         path.write_bytes(mutated)
         outcome: Any
         try:
-            opened = open_sealed_file(path, CORPUS.identities, k.trust)
+            opened = decrypt_file(path, CORPUS.identities, k.trust)
             outcome = bytes(opened.buffer)
         except EdgeguardError as exc:
             outcome = type(exc)
@@ -226,7 +226,7 @@ def agree(mutated: bytes) -> None:
         path = Path(d) / "m.sealed"
         path.write_bytes(mutated)
         try:
-            outcome: Any = bytes(open_sealed_file(path, CORPUS.identities, k.trust).buffer)
+            outcome: Any = bytes(decrypt_file(path, CORPUS.identities, k.trust).buffer)
         except EdgeguardError as exc:
             outcome = CATEGORY[type(exc)]
     try:

@@ -19,7 +19,7 @@ import reference_decoder as ref
 from edgeguard.errors import FormatError
 from edgeguard.kinds.onnx import EXTERNALIZE_MIN_BYTES, WEIGHTS_LOCATION
 from edgeguard.seal import seal_model
-from edgeguard.unseal import open_sealed_file, unseal_file
+from edgeguard.unseal import decrypt_file, unseal_file
 from helpers import CHUNK, Keys
 
 RNG = np.random.default_rng(7)
@@ -92,7 +92,7 @@ def test_onnx_round_trip(keys: Keys, onnx_models: dict[str, Path], tmp_path: Pat
     seal_model(src, sealed, signer=keys.ed25519, recipients=[keys.x25519_dev.recipient], cipher=cipher, chunk_size=CHUNK)
     assert b"MatMul" not in sealed.read_bytes()  # the architecture is inside the encryption
 
-    opened = open_sealed_file(sealed, [keys.x25519_dev.identity], keys.trust)
+    opened = decrypt_file(sealed, [keys.x25519_dev.identity], keys.trust)
     assert opened.container.header.payload_kind == "onnx"
     expected = {n: a for n, a in initializers(original).items() if a.nbytes >= EXTERNALIZE_MIN_BYTES}
     assert [t.name for t in opened.layout.tensors] == [n for n in initializers(original) if n in expected]
@@ -185,7 +185,7 @@ def test_safetensors_round_trip(keys: Keys, tmp_path: Path, cipher: str) -> None
     src, sealed, out = tmp_path / "m.safetensors", tmp_path / "m.sealed", tmp_path / "back.safetensors"
     src.write_bytes(data)
     seal_model(src, sealed, signer=keys.p256, recipients=[keys.p256_dev.recipient], cipher=cipher, chunk_size=CHUNK)
-    opened = open_sealed_file(sealed, [keys.p256_dev.identity], keys.trust)
+    opened = decrypt_file(sealed, [keys.p256_dev.identity], keys.trust)
     assert opened.container.header.payload_kind == "safetensors" and opened.layout.tensors == ()
     section = bytes(opened.layout.section(opened.buffer, "safetensors"))
     assert section == data

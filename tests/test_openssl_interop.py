@@ -18,7 +18,7 @@ from edgeguard.cli import main
 from edgeguard.errors import KeyFileError
 from edgeguard.keys import SigningKey, TrustStore, VerifyingKey
 from edgeguard.recipients import load_identity, load_recipient
-from edgeguard.unseal import inspect_file, open_sealed_file, verify_file
+from edgeguard.unseal import inspect_file, decrypt_file, verify_file
 from helpers import raw_payload, seal_bytes
 
 OPENSSL = shutil.which("openssl")
@@ -81,7 +81,7 @@ def test_openssl_keys_seal_and_open(tmp_path: Path, signer_kind: str, device_kin
     trust = TrustStore.load([spub])
     path = seal_bytes(tmp_path / "m.sealed", raw_payload(b"openssl keys"), signer=signer, recipients=[recipient], cipher=cipher)
     verify_file(path, trust)
-    opened = open_sealed_file(path, [identity], trust)
+    opened = decrypt_file(path, [identity], trust)
     assert bytes(opened.layout.section(opened.buffer, "data")) == b"openssl keys"
     assert inspect_file(path).header.recipients[0].key_id == spki_key_id(dpub)
 

@@ -181,3 +181,21 @@ def test_token_errors_are_typed_and_hide_the_pin(token: dict[str, Any], tmp_path
     with pytest.raises(TokenError, match="cannot load the PKCS#11 module"):
         Pkcs11Identity("pkcs11:token=edge-device;object=x", pin="1234", module_path=str(tmp_path / "missing.so"))
     assert issubclass(TokenError, KeyFileError)
+
+
+def test_cli_unseal_takes_a_token_uri(token: dict[str, Any], tmp_path: Path) -> None:
+    from edgeguard.cli import EXIT_KEY, EXIT_OK, main
+
+    keys = make_keys(tmp_path)
+    model = make_mlp(tmp_path / "m.onnx", widths=(16, 8, 3))
+    sealed = tmp_path / "m.sealed"
+    seal_model(model, sealed, signer=keys.signer, recipients=[load_recipient(token["recipient"])])
+    uri = f"pkcs11:token=edge-device;object=edgeguard-device?module-path={token['module']}&pin-value=1234"
+    out = tmp_path / "back.onnx"
+    assert main(["unseal", str(sealed), "-o", str(out), "--identity", uri, "--trust", str(keys.trust_path)]) == EXIT_OK
+    import onnx
+
+    assert onnx.load(str(out)).graph.node  # the original model, weights embedded again
+    wrong_pin = uri.replace("pin-value=1234", "pin-value=0000")
+    assert main(["unseal", str(sealed), "-o", str(tmp_path / "no.onnx"), "--identity", wrong_pin, "--trust", str(keys.trust_path)]) == EXIT_KEY
+    assert not (tmp_path / "no.onnx").exists()

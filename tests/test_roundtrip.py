@@ -15,7 +15,7 @@ import reference_decoder as ref
 from edgeguard.errors import FormatError, IntegrityError
 from edgeguard.format import ModelInfo
 from edgeguard.seal import seal_model
-from edgeguard.unseal import inspect_file, open_sealed_file, unseal_file, verify_file
+from edgeguard.unseal import inspect_file, decrypt_file, unseal_file, verify_file
 from helpers import (
     CHUNK,
     PASSPHRASE,
@@ -88,7 +88,7 @@ def test_raw_model_round_trip(keys: Keys, data: st.DataObject, size: int, seed: 
         src.write_bytes(content)
         seal_model(src, sealed, signer=keys.ed25519, recipients=recipients, cipher=cipher, chunk_size=CHUNK,
                    threads=threads, labels={"k": "v"}, now=lambda: 1_700_000_000)  # fmt: skip
-        opened = open_sealed_file(sealed, [identity], keys.trust, threads=threads)
+        opened = decrypt_file(sealed, [identity], keys.trust, threads=threads)
         assert bytes(opened.layout.section(opened.buffer, "data")) == content
         assert opened.container.header.model == ModelInfo("model", 1, 1_700_000_000, labels=(("k", "v"),))
         decoded = ref.decode(sealed.read_bytes(), keys.ref_trusted(), [ref_identity])
@@ -104,7 +104,7 @@ def test_every_recipient_opens(keys: Keys, cipher: str, tmp_path: Path) -> None:
     devices = [keys.x25519_dev, keys.p256_dev, *EXTRA_DEVICES]
     path = seal_bytes(tmp_path / "f.sealed", raw_payload(b"shared"), signer=keys.p256, recipients=[d.recipient for d in devices], cipher=cipher)
     for dev in devices:
-        opened = open_sealed_file(path, [keys.other_dev.identity, dev.identity], keys.trust)
+        opened = decrypt_file(path, [keys.other_dev.identity, dev.identity], keys.trust)
         assert bytes(opened.layout.section(opened.buffer, "data")) == b"shared"
         assert ref.decode(path.read_bytes(), keys.ref_trusted(), [dev.private]).payload == bytes(opened.buffer)
 
@@ -112,7 +112,7 @@ def test_every_recipient_opens(keys: Keys, cipher: str, tmp_path: Path) -> None:
 def test_progress_reports_every_chunk(keys: Keys, tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
     path = seal_bytes(tmp_path / "f.sealed", raw_payload(bytes(5 * CHUNK)), signer=keys.ed25519, recipients=[keys.x25519_dev.recipient])
-    open_sealed_file(path, [keys.x25519_dev.identity], keys.trust, threads=1, progress=lambda d, t: calls.append((d, t)))
+    decrypt_file(path, [keys.x25519_dev.identity], keys.trust, threads=1, progress=lambda d, t: calls.append((d, t)))
     assert calls and calls[-1] == (6, 6) and all(t == 6 for _, t in calls)
 
 
@@ -121,7 +121,7 @@ def test_empty_payload_is_one_empty_chunk(keys: Keys, tmp_path: Path) -> None:
     container = inspect_file(path)
     assert container.header.chunk_count == 1 and path.stat().st_size == container.payload_offset + 16
     with pytest.raises(FormatError):
-        open_sealed_file(path, [keys.x25519_dev.identity], keys.trust)
+        decrypt_file(path, [keys.x25519_dev.identity], keys.trust)
 
 
 @pytest.mark.parametrize("cipher", CIPHERS)
@@ -139,4 +139,4 @@ def test_every_boundary_size(keys: Keys, tmp_path: Path, cipher: str, size: int)
     truncated = tmp_path / "t.sealed"
     truncated.write_bytes(path.read_bytes()[:-1])
     with pytest.raises(IntegrityError):
-        open_sealed_file(truncated, [keys.x25519_dev.identity], keys.trust)
+        decrypt_file(truncated, [keys.x25519_dev.identity], keys.trust)

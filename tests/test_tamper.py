@@ -21,7 +21,7 @@ from edgeguard.errors import (
     UntrustedSignerError,
 )
 from edgeguard.keys import TrustStore
-from edgeguard.unseal import open_sealed_file, unseal_file, verify_file
+from edgeguard.unseal import decrypt_file, unseal_file, verify_file
 from helpers import (
     CHUNK,
     PASSPHRASE,
@@ -89,7 +89,7 @@ def check(
     src = d / "in.sealed"
     src.write_bytes(data)
     with pytest.raises(EdgeguardError) as exc:
-        open_sealed_file(src, identities, trust)
+        decrypt_file(src, identities, trust)
     assert type(exc.value) is expected, exc.value
     if expected is IntegrityError:
         assert str(exc.value) == IntegrityError.MESSAGE and exc.value.args == (IntegrityError.MESSAGE,)
@@ -140,7 +140,7 @@ def test_every_header_byte_bit_flip(base: Base, tmp_path: Path) -> None:
         with pytest.raises(EdgeguardError) as exc:
             src = tmp_path / "in.sealed"
             src.write_bytes(bytes(data))
-            open_sealed_file(src, [base.keys.x25519_dev.identity], base.keys.trust)
+            decrypt_file(src, [base.keys.x25519_dev.identity], base.keys.trust)
         assert type(exc.value) is expected, (i, exc.value)
         with pytest.raises(expected):
             verify_file(src, base.keys.trust)
@@ -323,7 +323,7 @@ def test_wrong_identity(base: Base, tmp_path: Path) -> None:
         src = tmp_path / "in.sealed"
         src.write_bytes(base.data)
         with pytest.raises(NotARecipientError) as exc:
-            open_sealed_file(src, identities, k.trust)
+            decrypt_file(src, identities, k.trust)
         assert "identit" in str(exc.value)
         with pytest.raises(NotARecipientError):
             unseal_file(src, tmp_path / "out", identities, k.trust)
@@ -344,21 +344,21 @@ def test_untrusted_signer(base: Base, tmp_path: Path) -> None:
 
 def test_wrong_passphrase(keys: Keys, tmp_path: Path) -> None:
     src = seal_bytes(tmp_path / "p.sealed", raw_payload(b"secret"), signer=keys.ed25519, recipients=[passphrase_recipient()])
-    opened = open_sealed_file(src, [passphrase_identity()], keys.trust)
+    opened = decrypt_file(src, [passphrase_identity()], keys.trust)
     assert bytes(opened.layout.section(opened.buffer, "data")) == b"secret"
     for wrong in (PASSPHRASE + " ", PASSPHRASE.upper(), "x"):
         with pytest.raises(NotARecipientError):
-            open_sealed_file(src, [passphrase_identity(wrong)], keys.trust)
+            decrypt_file(src, [passphrase_identity(wrong)], keys.trust)
         with pytest.raises(NotARecipientError):
             unseal_file(src, tmp_path / "out", [passphrase_identity(wrong)], keys.trust)
         with pytest.raises(ref.RefNotRecipientError):
             ref.decode(src.read_bytes(), keys.ref_trusted(), [wrong])
     # a device key does not open a passphrase file, and a passphrase does not open a device file
     with pytest.raises(NotARecipientError):
-        open_sealed_file(src, [keys.x25519_dev.identity], keys.trust)
+        decrypt_file(src, [keys.x25519_dev.identity], keys.trust)
     dev = seal_bytes(tmp_path / "d.sealed", raw_payload(b"x"), signer=keys.ed25519, recipients=[keys.x25519_dev.recipient])
     with pytest.raises(NotARecipientError):
-        open_sealed_file(dev, [passphrase_identity()], keys.trust)
+        decrypt_file(dev, [passphrase_identity()], keys.trust)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.sealed", "p.sealed"]
 
 

@@ -16,7 +16,7 @@ from edgeguard import errors
 from edgeguard.keys import TrustStore, VerifyingKey
 from edgeguard.recipients import load_identity
 from edgeguard.recipients.scrypt import PassphraseIdentity
-from edgeguard.unseal import open_sealed_file, unseal_file, verify_file
+from edgeguard.unseal import decrypt_file, unseal_file, verify_file
 
 VECTORS = Path(__file__).parent / "vectors"
 MANIFEST = json.loads((VECTORS / "manifest.json").read_text())
@@ -88,13 +88,13 @@ def test_edgeguard_gives_the_stated_outcome(entry: dict[str, Any], tmp_path: Pat
         assert type(exc.value).__name__ == entry["verify_error"]
     out = tmp_path / "model.out"
     if entry["open_error"] is None:
-        opened = open_sealed_file(path, [identity], trust)
+        opened = decrypt_file(path, [identity], trust)
         assert hashlib.sha256(opened.buffer).hexdigest() == entry["payload_sha256"]
         unseal_file(path, out, [identity], trust)
         assert hashlib.sha256(out.read_bytes()).hexdigest() == entry["data_sha256"]
     else:
         with _expect(entry["open_error"]) as exc:
-            open_sealed_file(path, [identity], trust)
+            decrypt_file(path, [identity], trust)
         assert type(exc.value).__name__ == entry["open_error"]
         if exc.type is errors.IntegrityError:
             assert str(exc.value) == errors.IntegrityError.MESSAGE

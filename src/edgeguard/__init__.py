@@ -6,6 +6,7 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from . import errors
 from .errors import (
     DetectorError,
     EdgeguardError,
@@ -13,9 +14,9 @@ from .errors import (
     FormatError,
     IntegrityError,
     KeyFileError,
+    LoadRefusedError,
     NotARecipientError,
     NotYetValidError,
-    PolicyError,
     ProfileError,
     QueryBlockedError,
     RollbackError,
@@ -27,6 +28,8 @@ try:
     __version__ = version("edgeguard")
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0+unknown"
+
+_DEPRECATED_ERRORS = ("PolicyError",)
 
 # Heavier parts load on first use, so `import edgeguard` (and the CLI) stays quick.
 _LAZY = {
@@ -43,12 +46,14 @@ _LAZY = {
     "Pkcs11Identity": ".recipients.pkcs11",
     "PassphraseIdentity": ".recipients.scrypt",
     "TrustStore": ".keys",
-    "VersionStore": ".policy",
+    "VersionStore": ".freshness",
     "load_identity": ".recipients",
 }
 
 
 def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED_ERRORS:
+        return getattr(errors, name)  # warns
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'edgeguard' has no attribute {name!r}")
@@ -66,7 +71,7 @@ __all__ = [
     "KeyFileError",
     "NotARecipientError",
     "NotYetValidError",
-    "PolicyError",
+    "LoadRefusedError",
     "ProfileError",
     "QueryBlockedError",
     "RollbackError",

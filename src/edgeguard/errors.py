@@ -46,19 +46,19 @@ class KeyFileError(EdgeguardError):
     """A key file is unreadable, malformed, of the wrong type, or insecurely permissioned."""
 
 
-class PolicyError(EdgeguardError):
-    """The file is authentic but a load policy refuses it."""
+class LoadRefusedError(EdgeguardError):
+    """The file is authentic but a load-time rule refuses it (validity window, anti-rollback)."""
 
 
-class NotYetValidError(PolicyError):
+class NotYetValidError(LoadRefusedError):
     """The model's not-before time is in the future."""
 
 
-class ExpiredError(PolicyError):
+class ExpiredError(LoadRefusedError):
     """The model's not-after time has passed."""
 
 
-class RollbackError(PolicyError):
+class RollbackError(LoadRefusedError):
     """The model version is lower than one already loaded under the same name."""
 
 
@@ -72,3 +72,18 @@ class ProfileError(DetectorError):
 
 class QueryBlockedError(DetectorError):
     """The guard's policy blocks this client's queries; no answer is released."""
+
+
+_DEPRECATED = {"PolicyError": "LoadRefusedError"}
+
+
+def __getattr__(name: str) -> type[EdgeguardError]:
+    """Old names, for one release: ``PolicyError`` read as the detector's Policy."""
+    new = _DEPRECATED.get(name)
+    if new is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import warnings
+
+    warnings.warn(f"edgeguard.errors.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+    cls: type[EdgeguardError] = globals()[new]
+    return cls

@@ -1,95 +1,10 @@
-"""Load policies checked on a verified header: validity window and anti-rollback.
+"""Deprecated name of :mod:`edgeguard.freshness` (validity window and anti-rollback), kept for one
+release: ``edgeguard.policy`` read as the detector's response ``Policy``."""
 
-Both run only on metadata the publisher signed, so an attacker who edits the header gets an
-IntegrityError, never a policy decision made on forged values.
-"""
+import warnings
 
-from __future__ import annotations
+from .freshness import Clock, VersionStore, check_validity
 
-import fcntl
-import json
-import os
-import time
-from pathlib import Path
-from typing import Callable
+warnings.warn("edgeguard.policy is deprecated; use edgeguard.freshness", DeprecationWarning, stacklevel=2)
 
-from ._files import atomic_output
-from .errors import ExpiredError, NotYetValidError, PolicyError, RollbackError
-from .format import ModelInfo, canonical_json
-
-Clock = Callable[[], float]
-
-
-def _utc(t: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def check_validity(model: ModelInfo, now: float) -> None:
-    """Enforces not_before <= now <= not_after (both optional, Unix seconds).
-
-    Raises:
-        NotYetValidError: now is before not_before.
-        ExpiredError: now is after not_after.
-    """
-    if model.not_before is not None and now < model.not_before:
-        raise NotYetValidError(f"model {model.name!r} v{model.version} is not valid before {_utc(model.not_before)}")
-    if model.not_after is not None and now > model.not_after:
-        raise ExpiredError(f"model {model.name!r} v{model.version} expired at {_utc(model.not_after)}")
-
-
-class VersionStore:
-    """Highest model version loaded so far, per model name, in one small JSON file.
-
-    Updates are atomic (temp file, fsync, rename) and serialised between processes with an
-    advisory lock on ``<path>.lock``. Limits: the store is only as trustworthy as the file system
-    it lives on. Anyone who can write, delete or restore the file (root, a reflashed device, a
-    restored backup) can reset it and so re-enable an old model; it protects against rollback by
-    an attacker who can replace the model file but not the store. Use a path on storage the app
-    alone can write, ideally backed by a hardware monotonic counter.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def _read(self) -> dict[str, int]:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return {}
-        try:
-            obj = json.loads(data)
-            versions = obj["models"]
-            if not isinstance(versions, dict) or not all(isinstance(k, str) and type(v) is int for k, v in versions.items()):
-                raise ValueError
-        except (ValueError, KeyError, TypeError):
-            # Fail closed: a damaged store must not silently become an empty one.
-            raise PolicyError(f"version store {self.path} is corrupt; refusing to load") from None
-        return versions
-
-    def highest(self, name: str) -> int | None:
-        """Raises PolicyError if the store is corrupt."""
-        return self._read().get(name)
-
-    def check_and_record(self, name: str, version: int) -> None:
-        """Refuses a version below the highest recorded for `name`, else records it.
-
-        Raises:
-            RollbackError: `version` is lower than one already loaded.
-            PolicyError: the store is corrupt.
-            OSError: the store cannot be written.
-        """
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            versions = self._read()
-            highest = versions.get(name)
-            if highest is not None and version < highest:
-                raise RollbackError(f"model {name!r} v{version} is older than v{highest}, which was already loaded")
-            if highest == version:
-                return
-            versions[name] = version
-            with atomic_output(self.path, overwrite=True, mode=0o600) as (out, _tmp):
-                os.write(out, canonical_json({"models": versions}))
-        finally:
-            os.close(fd)  # releases the lock
+__all__ = ["Clock", "VersionStore", "check_validity"]

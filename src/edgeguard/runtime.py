@@ -4,8 +4,8 @@ locked memory and run it in onnxruntime without plaintext touching the disk.
 Security properties:
 
 * Nothing is decrypted for the caller before the publisher's signature, every chunk digest and
-  every AEAD tag verified (:func:`~edgeguard.unseal.open_sealed_file`), and the signed validity
-  window and anti-rollback policy passed. Any failure wipes the secure buffer.
+  every AEAD tag verified (:func:`~edgeguard.unseal.decrypt_file`); the signed validity window
+  and anti-rollback are checked before any key is unwrapped. Any failure wipes the secure buffer.
 * The plaintext payload lives only in a :class:`~edgeguard.secure_memory.SecureBuffer`.
   ``hygiene="strict"`` makes onnxruntime read the weights in place from it (no copy of the
   weights in onnxruntime's heap; graph optimizations and prepacking off). ``hygiene="fast"``
@@ -30,13 +30,13 @@ import numpy as np
 
 from . import kinds
 from .errors import FormatError
-from .format import ModelInfo
+from .format import Header, ModelInfo
 from .keys import resolve_trust
 from .kinds.onnx import WEIGHTS_LOCATION
-from .policy import Clock, VersionStore, check_validity
+from .freshness import Clock, VersionStore, check_validity
 from .recipients import resolve_identities
 from .secure_memory import MemoryReport, SecureBuffer, memory_report
-from .unseal import Opened, open_sealed_file
+from .unseal import Opened, decrypt_file
 
 # onnxruntime (1.32, Linux) opens a telemetry store under ~/.cache/Microsoft/DeveloperTools when it is
 # imported and logs session events to it; a device runtime must write nothing. The variable only
@@ -71,7 +71,14 @@ def _open_verified(
     threads: int,
 ) -> Opened:
     identities = resolve_identities(identity, passphrase)
-    opened = open_sealed_file(path, identities, resolve_trust(trust), allocate=SecureBuffer, threads=threads)
+    store = VersionStore(version_store) if isinstance(version_store, (str, os.PathLike)) else version_store
+
+    def admit(header: Header) -> None:  # signed metadata only, before any key is unwrapped
+        check_validity(header.model, clock())
+        if store is not None:
+            store.check(header.model.name, header.model.version)
+
+    opened = decrypt_file(path, identities, resolve_trust(trust), allocate=SecureBuffer, threads=threads, admit=admit)
     if not opened.buffer.locked:
         report = memory_report(opened.buffer)
         limit = "unlimited" if report.memlock_limit is None else f"{report.memlock_limit} bytes"
@@ -80,11 +87,8 @@ def _open_verified(
             "raise the limit or grant CAP_IPC_LOCK", report.size, report.lock_error, limit,
         )  # fmt: skip
     try:
-        model = opened.container.header.model
-        check_validity(model, clock())
-        if version_store is not None:
-            store = version_store if isinstance(version_store, VersionStore) else VersionStore(version_store)
-            store.check_and_record(model.name, model.version)
+        if store is not None:  # recorded only once the whole file verified; re-checked under the store's lock
+            store.check_and_record(opened.container.header.model.name, opened.container.header.model.version)
         opened.buffer.make_readonly()  # nothing writes the plaintext again; a stray write faults
     except BaseException:
         opened.buffer.close()

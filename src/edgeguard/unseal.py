@@ -1,6 +1,7 @@
-"""Verifying and opening sealed files.
+"""Verifying and decrypting sealed files: the raw file operations, with no load-time rules or secure
+memory of their own (the device runtime, :mod:`edgeguard.runtime`, adds those).
 
-Security property: :func:`open_sealed_file` releases plaintext only after the publisher's signature
+Security property: :func:`decrypt_file` releases plaintext only after the publisher's signature
 over the header and chunk root, every chunk digest and every AEAD tag have verified. Any failure
 wipes the destination and raises one opaque :class:`IntegrityError`.
 """
@@ -16,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from . import _core, kinds
 from .errors import IntegrityError, NotARecipientError
-from .format import Container, read_container
+from .format import Container, Header, read_container
 from .keys import TrustStore
 from .payload import Layout, parse_payload
 from .recipients import Identity
@@ -85,7 +86,7 @@ class Opened:
     layout: Layout
 
 
-def open_sealed_file(
+def decrypt_file(
     path: str | os.PathLike[str],
     identities: Sequence[Identity],
     trust: TrustStore,
@@ -93,10 +94,14 @@ def open_sealed_file(
     allocate: Callable[[int], Any] = bytearray,
     threads: int = 0,
     progress: ProgressFn | None = None,
+    admit: Callable[[Header], None] | None = None,
 ) -> Opened:
     """Verifies and decrypts a sealed file into ``allocate(payload_length)``.
 
     The buffer is written by the native core straight from the file (pread), all or nothing.
+    `admit`, if given, is called with the header right after its signature verifies, before any
+    key is unwrapped or buffer allocated; whatever it raises refuses the file (the runtime checks
+    the validity window and anti-rollback there).
 
     Raises:
         FormatError, UnsupportedVersionError: malformed header or inner payload.
@@ -106,12 +111,15 @@ def open_sealed_file(
         OSError: the file cannot be read.
         ValueError: `threads` out of range.
         TypeError: `allocate` returned something that is not a writable buffer.
+        and whatever `admit` raises.
     """
     check_threads(threads)
     with open(path, "rb") as f:
         verified = _authenticate_header(f, trust)
         container = verified.container
         header = container.header
+        if admit is not None:
+            admit(header)
         dek = next((k for k in (i.unwrap(header.recipients, header.salt) for i in identities) if k is not None), None)
         if dek is None:
             raise NotARecipientError(
@@ -145,11 +153,22 @@ def unseal_file(
 
     Raises:
         FileExistsError: `out_path` exists.
-        and everything :func:`open_sealed_file` raises.
+        and everything :func:`decrypt_file` raises.
     """
     target = Path(out_path)
     if target.exists():
         raise FileExistsError(f"{target} already exists")
-    opened = open_sealed_file(path, identities, trust, threads=threads, progress=progress)
+    opened = decrypt_file(path, identities, trust, threads=threads, progress=progress)
     kinds.get(opened.container.header.payload_kind).write_original(opened.layout, opened.buffer, target)
     return opened
+
+
+def __getattr__(name: str) -> Any:
+    """``open_sealed_file``, the old name of :func:`decrypt_file`, for one release: it read as the
+    runtime's :func:`edgeguard.open_sealed`, which adds secure memory and load-time checks."""
+    if name != "open_sealed_file":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import warnings
+
+    warnings.warn("edgeguard.unseal.open_sealed_file is deprecated; use decrypt_file", DeprecationWarning, stacklevel=2)
+    return decrypt_file

@@ -18,8 +18,8 @@ from ..errors import (
     FormatError,
     IntegrityError,
     KeyFileError,
+    LoadRefusedError,
     NotARecipientError,
-    PolicyError,
     UntrustedSignerError,
 )
 from ..format import CIPHERS, DEFAULT_CHUNK_SIZE
@@ -146,7 +146,7 @@ def _error_code(exc: EdgeguardError) -> int:
         return EXIT_FORMAT
     if isinstance(exc, (KeyFileError, NotARecipientError, UntrustedSignerError)):
         return EXIT_KEY
-    if isinstance(exc, PolicyError):
+    if isinstance(exc, LoadRefusedError):
         return EXIT_POLICY
     return EXIT_ERROR
 

@@ -1,4 +1,4 @@
-"""Load policies: the signed validity window (injectable clock) and the anti-rollback version store."""
+"""Freshness: the signed validity window (injectable clock) and the anti-rollback version store, both checked before any key is unwrapped."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import edgeguard
-from edgeguard.errors import ExpiredError, NotYetValidError, PolicyError, RollbackError
-from edgeguard.policy import VersionStore
+from edgeguard.errors import ExpiredError, LoadRefusedError, NotYetValidError, RollbackError
+from edgeguard.freshness import VersionStore
 from runtime_support import Keys, make_keys, make_mlp, seal
 
 T0 = 1_800_000_000
@@ -39,7 +39,7 @@ def test_validity_window_is_enforced_with_the_injected_clock(policy_env: tuple[P
         _load(sealed, keys, clock=lambda: T0 + 3601)
     with pytest.raises(ExpiredError):
         edgeguard.open_sealed(sealed, identity=keys.identity_path, trust=keys.trust, clock=lambda: T0 + 10**6)
-    assert issubclass(ExpiredError, PolicyError) and issubclass(NotYetValidError, PolicyError)
+    assert issubclass(ExpiredError, LoadRefusedError) and issubclass(NotYetValidError, LoadRefusedError)
 
 
 def test_version_store_refuses_rollback_per_model_name(policy_env: tuple[Path, Keys, Path]) -> None:
@@ -67,10 +67,75 @@ def test_corrupt_version_store_fails_closed(policy_env: tuple[Path, Keys, Path],
     store_path = tmp_path / "versions.json"
     for damaged in (b"{not json", b'{"models": {"clf": "2"}}', b"[]"):
         store_path.write_bytes(damaged)
-        with pytest.raises(PolicyError, match="corrupt"):
+        with pytest.raises(LoadRefusedError, match="corrupt"):
             _load(sealed, keys, version_store=store_path)
     store_path.unlink()
     store = VersionStore(store_path)
     assert store.highest("clf") is None
     store.check_and_record("clf", 5)
     assert store.highest("clf") == 5 and os.path.exists(store_path)
+
+
+class _SpyIdentity:
+    """A real device identity that records whether anyone asked it to unwrap a key."""
+
+    def __init__(self, keys: Keys) -> None:
+        from edgeguard.recipients import load_identity
+
+        self._inner = load_identity(keys.identity_path)
+        self.calls = 0
+
+    def unwrap(self, stanzas: object, file_salt: bytes) -> bytes | None:
+        self.calls += 1
+        return self._inner.unwrap(stanzas, file_salt)  # type: ignore[arg-type]
+
+
+def test_freshness_is_checked_before_any_key_is_unwrapped(policy_env: tuple[Path, Keys, Path], tmp_path: Path) -> None:
+    model, keys, tmp = policy_env
+    expired = seal(model, tmp_path / "expired.sealed", keys, not_after=T0)
+    spy = _SpyIdentity(keys)
+    with pytest.raises(ExpiredError):
+        edgeguard.InferenceSession(expired, identity=spy, trust=keys.trust, clock=lambda: T0 + 1)
+    assert spy.calls == 0
+    store = VersionStore(tmp_path / "versions.json")
+    store.check_and_record("clf", 5)
+    old = seal(model, tmp_path / "v4.sealed", keys, version=4)
+    with pytest.raises(RollbackError):
+        edgeguard.open_sealed(old, identity=spy, trust=keys.trust, version_store=store)
+    assert spy.calls == 0
+    edgeguard.InferenceSession(expired, identity=spy, trust=keys.trust, clock=lambda: T0).close()
+    assert spy.calls == 1
+
+
+def test_a_version_is_recorded_only_once_the_whole_file_verified(policy_env: tuple[Path, Keys, Path], tmp_path: Path) -> None:
+    from edgeguard.errors import IntegrityError
+
+    model, keys, tmp = policy_env
+    v9 = seal(model, tmp_path / "v9.sealed", keys, version=9)
+    data = bytearray(v9.read_bytes())
+    data[-1] ^= 1  # the last chunk's tag: the signed header (and its version) is intact
+    v9.write_bytes(bytes(data))
+    store = VersionStore(tmp_path / "versions.json")
+    with pytest.raises(IntegrityError):
+        _load(v9, keys, version_store=store)
+    assert store.highest("clf") is None
+    _load(seal(model, tmp_path / "v2.sealed", keys, version=2), keys, version_store=store).close()
+    assert store.highest("clf") == 2
+
+
+def test_old_names_still_work_for_one_release_with_a_warning() -> None:
+    import importlib
+    import sys
+
+    from edgeguard import errors, unseal
+
+    with pytest.warns(DeprecationWarning, match="use LoadRefusedError"):
+        assert errors.PolicyError is LoadRefusedError
+    with pytest.warns(DeprecationWarning, match="use LoadRefusedError"):
+        assert edgeguard.PolicyError is LoadRefusedError
+    with pytest.warns(DeprecationWarning, match="use decrypt_file"):
+        assert unseal.open_sealed_file is unseal.decrypt_file
+    sys.modules.pop("edgeguard.policy", None)
+    with pytest.warns(DeprecationWarning, match="use edgeguard.freshness"):
+        old = importlib.import_module("edgeguard.policy")
+    assert old.VersionStore is VersionStore
