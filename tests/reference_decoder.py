@@ -107,7 +107,26 @@ def _no_constant(_: str) -> Any:
     raise RefFormatError("NaN/Infinity")
 
 
+MAX_JSON_DEPTH = 8
+
+
+def _depth(text: str) -> int:
+    # Strings cannot contain a raw quote, so dropping every string literal leaves only structure.
+    structure = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
+    depth = deepest = 0
+    for ch in structure:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def canonical_object(data: bytes, err: type[RefError] = RefFormatError) -> dict[str, Any]:
+    try:
+        if _depth(data.decode("ascii")) > MAX_JSON_DEPTH:
+            raise err("nested too deeply")
+    except UnicodeDecodeError:
+        raise err("not JSON") from None
     try:
         text = data.decode("ascii")
         obj = json.loads(text, object_pairs_hook=_no_dupes, parse_float=_no_float, parse_constant=_no_constant)
@@ -422,6 +441,7 @@ def decode(
 ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2,
             "int8": 1, "uint64": 8, "uint32": 4, "uint16": 2, "uint8": 1, "bool": 1}  # fmt: skip
 KIND_SECTIONS = {"onnx": ["graph", "weights"], "safetensors": ["safetensors"], "raw": ["data"]}
+MAX_LAYOUT_SIZE, MAX_TENSORS, MAX_TENSOR_NAME, MAX_RANK, MAX_INT = 16 << 20, 1 << 20, 4096, 16, (1 << 53) - 1
 
 
 def _up(n: int, a: int) -> int:
@@ -434,7 +454,7 @@ def check_inner_payload(p: bytes, kind: str) -> dict[str, bytes]:
     if len(p) < 12 or p[:8] != b"EGPAYLD1":
         raise err("inner magic")
     (n,) = struct.unpack(">I", p[8:12])
-    if 12 + n > len(p):
+    if n > MAX_LAYOUT_SIZE or 12 + n > len(p):
         raise err("layout length")
     layout = canonical_object(p[12 : 12 + n], err)
     if set(layout) != {"sections", "tensors"} or not isinstance(layout["sections"], list) or not isinstance(layout["tensors"], list):
@@ -444,7 +464,7 @@ def check_inner_payload(p: bytes, kind: str) -> dict[str, bytes]:
         if not isinstance(e, dict) or set(e) != {"name", "length"} or not isinstance(e["name"], str):
             raise err("section entry")
         ln = e["length"]
-        if isinstance(ln, bool) or not isinstance(ln, int) or ln < 0:
+        if isinstance(ln, bool) or not isinstance(ln, int) or not 0 <= ln <= MAX_INT:
             raise err("section length")
         start = _up(cursor, 4096)
         if start + ln > len(p) or any(p[cursor:start]):
@@ -458,6 +478,8 @@ def check_inner_payload(p: bytes, kind: str) -> dict[str, bytes]:
     extra = names[len(req) :]
     if names[: len(req)] != req or any(x != "detector_profile" for x in extra) or len(extra) > 1:
         raise err("section names")
+    if len(layout["tensors"]) > MAX_TENSORS:
+        raise err("too many tensors")
     off = 0
     ends = []
     for t in layout["tensors"]:
@@ -465,11 +487,13 @@ def check_inner_payload(p: bytes, kind: str) -> dict[str, bytes]:
             raise err("tensors outside onnx")
         if not isinstance(t, dict) or set(t) != {"name", "dtype", "shape", "offset", "length"}:
             raise err("tensor entry")
-        if not isinstance(t["name"], str) or not t["name"] or not isinstance(t["dtype"], str) or t["dtype"] not in ITEMSIZE:
+        if not isinstance(t["name"], str) or not 0 < len(t["name"]) <= MAX_TENSOR_NAME or not isinstance(t["dtype"], str) or t["dtype"] not in ITEMSIZE:
             raise err("tensor name/dtype")
         shape = t["shape"]
-        if not isinstance(shape, list) or len(shape) > 16 or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape):
+        if not isinstance(shape, list) or len(shape) > MAX_RANK or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= MAX_INT for d in shape):
             raise err("tensor shape")
+        if any(isinstance(t[k], bool) or not isinstance(t[k], int) for k in ("offset", "length")):
+            raise err("tensor offset/length")
         size = ITEMSIZE[t["dtype"]]
         for d in shape:
             size *= d

@@ -364,3 +364,21 @@ def test_seal_refuses_what_readers_reject(keys: Keys, tmp_path: Path, kwargs: di
 ], ids=["deep-array", "deep-object", "5000-digits", "huge-int", "empty", "nul", "string", "null"])  # fmt: skip
 def test_hostile_json_is_a_format_error(body: bytes) -> None:
     rejected(body)
+
+
+@pytest.mark.parametrize("depth", [7, 990])
+def test_a_header_nested_past_the_limit_is_a_format_error_everywhere(obj: dict[str, Any], sealed: bytes, tmp_path: Path, depth: int) -> None:
+    """~990 levels pass json.loads but made re-encoding raise RecursionError (a traceback from inspect)."""
+    from edgeguard.cli import EXIT_FORMAT, main
+    from helpers import with_header
+
+    obj["model"]["labels"] = {"k": "?"}  # 3 levels above the label value: over MAX_JSON_DEPTH either way
+    body = canonical(obj).replace(b'"?"', b"[" * depth + b'"v"' + b"]" * depth)  # json.dumps itself would recurse
+    rejected(body)
+    with pytest.raises(FormatError, match="MAX_JSON_DEPTH" if depth + 3 > fmt.MAX_JSON_DEPTH else "label"):
+        parse_header(body)
+    path = tmp_path / "deep.sealed"
+    path.write_bytes(with_header(sealed, body))
+    with pytest.raises(FormatError):
+        inspect_file(path)
+    assert main(["inspect", str(path)]) == EXIT_FORMAT

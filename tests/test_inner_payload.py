@@ -144,3 +144,55 @@ def test_non_string_dtype_is_a_format_error(value: Any) -> None:
     layout, rest = _split(payload)
     layout["tensors"][0]["dtype"] = value
     assert verdict(_join(layout, rest), kind) == "format"
+
+
+def _with_tensor_names(*names: str) -> bytes:
+    entries = tensor_entries([(n, "uint8", (3,)) for n in names])
+    weights = bytearray(entries[-1].offset + entries[-1].length)
+    return bytes(build_payload("onnx", [("graph", b"g"), ("weights", bytes(weights))], entries))
+
+
+def test_tensor_name_length_limit() -> None:
+    assert verdict(_with_tensor_names("a" * 4096), "onnx") == "ok"
+    assert verdict(_with_tensor_names("a" * 4097), "onnx") == "format"
+    assert verdict(_with_tensor_names("\u00e9" * 4096), "onnx") == "ok"  # characters, not bytes
+
+
+@pytest.mark.parametrize(("rank", "outcome"), [(16, "ok"), (17, "format")])
+def test_rank_limit(rank: int, outcome: str) -> None:
+    entries = tensor_entries([("t", "float32", (1,) * rank)])
+    payload = bytes(build_payload("onnx", [("graph", b"g"), ("weights", bytes(4))], entries))
+    assert verdict(payload, "onnx") == outcome
+
+
+def test_layout_size_limit_is_checked_before_reading_it() -> None:
+    payload = bytearray(_onnx_payload()[1])
+    payload[8:12] = struct.pack(">I", (16 << 20) + 1)
+    assert verdict(bytes(payload) + bytes(16 << 20), "onnx") == "format"
+
+
+@pytest.mark.parametrize("depth", [9, 990])
+def test_deep_nesting_is_refused_before_parsing(depth: int) -> None:
+    kind, payload = VALID[0]
+    layout, _ = _split(payload)
+    body = json.dumps(layout, sort_keys=True, separators=(",", ":"))
+    deep = body.replace('"tensors":[]', '"tensors":' + "[" * (depth - 1) + "]" * (depth - 1)).encode()
+    head = b"EGPAYLD1" + struct.pack(">I", len(deep)) + deep
+    data = head + bytes(-len(head) % 4096) + b"model bytes"
+    assert verdict(data, kind) == "format"
+    with pytest.raises(FormatError, match="MAX_JSON_DEPTH"):
+        parse_payload(data, kind)
+
+
+def test_nesting_depth_boundary() -> None:
+    from edgeguard.format import MAX_JSON_DEPTH, parse_canonical_json
+
+    def nested(levels: int) -> bytes:  # the outer object is the first level
+        return b'{"a":' + b"[" * (levels - 1) + b'"[{"' + b"]" * (levels - 1) + b"}"
+
+    assert parse_canonical_json(nested(MAX_JSON_DEPTH), "test") == json.loads(nested(MAX_JSON_DEPTH))
+    assert ref.canonical_object(nested(MAX_JSON_DEPTH)) == json.loads(nested(MAX_JSON_DEPTH))
+    with pytest.raises(FormatError, match="MAX_JSON_DEPTH"):
+        parse_canonical_json(nested(MAX_JSON_DEPTH + 1), "test")
+    with pytest.raises(ref.RefFormatError):
+        ref.canonical_object(nested(MAX_JSON_DEPTH + 1))

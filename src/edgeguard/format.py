@@ -38,6 +38,7 @@ MAX_LABEL_KEY = 64
 MAX_LABEL_VALUE = 256
 MAX_NAME_LENGTH = 256
 MAX_INT = (1 << 53) - 1
+MAX_JSON_DEPTH = 8  # the header and the inner layout nest 3 deep; Python's parser recurses per level
 SALT_LEN = 32
 
 CIPHERS = ("aes-256-gcm", "chacha20-poly1305")
@@ -66,12 +67,39 @@ def _reject_float(text: str) -> Any:
     raise FormatError("floating-point numbers are not allowed")
 
 
+def json_depth(data: bytes) -> int:
+    """How deeply arrays and objects nest in JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def parse_canonical_json(data: bytes, what: str) -> dict[str, Any]:
     """Parses `data` as a JSON object and insists it is in canonical form.
 
+    Nesting deeper than MAX_JSON_DEPTH is refused before parsing: it parses, but re-encoding it
+    for the canonical check would exhaust Python's recursion limit.
+
     Raises:
-        FormatError: not ASCII, not JSON, not an object, or not canonical.
+        FormatError: not ASCII, not JSON, nested too deeply, not an object, or not canonical.
     """
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise FormatError(f"{what} nests arrays or objects deeper than MAX_JSON_DEPTH ({MAX_JSON_DEPTH})")
     try:
         text = data.decode("ascii")
         obj = json.loads(
