@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from edgeguard.errors import FormatError
 from edgeguard.format import ModelInfo
-from edgeguard.keys import SigningKey, TrustStore, export_private_pem, generate_private_key, public_pem
+from edgeguard.keys import SigningKey, TrustStore, export_private_pem, generate_private_key, public_pem, write_private_key
 from edgeguard.payload import build_payload
 from edgeguard.recipients import load_identity, load_recipient
 from edgeguard.recipients.scrypt import PassphraseIdentity, PassphraseRecipient
@@ -39,15 +39,39 @@ def make_device(kind: str) -> Device:
 
 @dataclass
 class Keys:
+    """Every test's keys: two publishers, three devices; :meth:`with_files` also writes PEM files.
+
+    ``signer`` is the Ed25519 publisher; ``trust`` trusts both publishers.
+    """
+
     ed25519: SigningKey
     p256: SigningKey
     x25519_dev: Device
     p256_dev: Device
     other_dev: Device  # never a recipient of anything: the wrong identity
+    trust_path: Path = Path("/nonexistent")  # the files below exist once with_files wrote them
+    identity_path: Path = Path("/nonexistent")
+    recipient_path: Path = Path("/nonexistent")
+
+    @property
+    def signer(self) -> SigningKey:
+        return self.ed25519
 
     @property
     def trust(self) -> TrustStore:
         return TrustStore([self.ed25519.verifying_key, self.p256.verifying_key])
+
+    def with_files(self, folder: Path, device: str = "p256") -> Keys:
+        """These keys with the Ed25519 publisher's public key and one device's key pair (``x25519``
+        or ``p256``) written to `folder` as the CLI and the runtime read them (private key 0600)."""
+        dev = self.p256_dev if device == "p256" else self.x25519_dev
+        identity_path = folder / f"device-{dev.recipient.key_id}.pem"
+        write_private_key(identity_path, dev.private)
+        recipient_path = folder / f"{identity_path.stem}.pub"
+        recipient_path.write_bytes(public_pem(dev.private.public_key()))
+        trust_path = folder / f"publisher-{self.ed25519.key_id}.pub"
+        trust_path.write_bytes(self.ed25519.verifying_key.public_pem())
+        return replace(self, trust_path=trust_path, identity_path=identity_path, recipient_path=recipient_path)
 
     def ref_trusted(self) -> list[Any]:
         return [k._private_key.public_key() for k in (self.ed25519, self.p256)]

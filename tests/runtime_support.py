@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeguard.keys import SigningKey, TrustStore, generate_private_key, key_id, public_pem, write_private_key
 from edgeguard.recipients import load_recipient
 from edgeguard.seal import seal_model
+from helpers import Keys, new_keys
 
 
 def make_mlp(path: Path, widths: tuple[int, ...] = (32, 256, 256, 10), seed: int = 0) -> Path:
@@ -40,25 +39,9 @@ def make_mlp(path: Path, widths: tuple[int, ...] = (32, 256, 256, 10), seed: int
     return path
 
 
-@dataclass
-class Keys:
-    signer: SigningKey
-    trust: TrustStore
-    trust_path: Path
-    identity_path: Path
-    recipient_path: Path
-
-
 def make_keys(tmp: Path, kind: str = "p256") -> Keys:
-    signer = SigningKey.generate("ed25519")
-    device = generate_private_key(kind)
-    identity_path = tmp / f"device-{key_id(device.public_key())}.pem"
-    write_private_key(identity_path, device)
-    recipient_path = tmp / f"{identity_path.stem}.pub"
-    recipient_path.write_bytes(public_pem(device.public_key()))
-    trust_path = tmp / f"publisher-{signer.key_id}.pub"
-    trust_path.write_bytes(signer.verifying_key.public_pem())
-    return Keys(signer, TrustStore([signer.verifying_key]), trust_path, identity_path, recipient_path)
+    """Fresh keys with the publisher's and one `kind` device's key files in `tmp` (see helpers.Keys)."""
+    return new_keys().with_files(tmp, device=kind)
 
 
 def seal(model: Path, out: Path, keys: Keys, **kwargs: object) -> Path:

@@ -66,7 +66,9 @@ def failed(r: Result, code: int, message: str | None = None) -> None:
 
 
 @dataclass
-class World:
+class CliFiles:
+    """Keys made by `edgeguard keygen` and a raw model, all in one folder."""
+
     d: Path
     model: Path
     pub: Path
@@ -79,22 +81,22 @@ class World:
 
 
 @pytest.fixture
-def w(tmp_path: Path) -> World:
+def w(tmp_path: Path) -> CliFiles:
     d = tmp_path
     for name, kind in (("publisher", "ed25519"), ("other", "p256"), ("device", "x25519"), ("p256dev", "p256")):
         r = cli("keygen", "--type", kind, "-o", d / f"{name}.key", "--json")
         assert r.code == 0 and r.json()["type"] == kind
     model = d / "model.bin"
     model.write_bytes(bytes(range(256)) * 40)
-    return World(d, model, d / "publisher.key", d / "publisher.key.pub", d / "other.key.pub", d / "device.key",
+    return CliFiles(d, model, d / "publisher.key", d / "publisher.key.pub", d / "other.key.pub", d / "device.key",
                  d / "device.key.pub", d / "p256dev.key", d / "p256dev.key.pub")  # fmt: skip
 
 
-def seal(w: World, out: str = "m.sealed", *extra: str | Path) -> Result:
+def seal(w: CliFiles, out: str = "m.sealed", *extra: str | Path) -> Result:
     return cli("seal", w.model, "-o", w.d / out, "--sign", w.pub, "--recipient", w.dev_pub, "--chunk-size", "4K", *extra)
 
 
-def files(w: World) -> set[str]:
+def files(w: CliFiles) -> set[str]:
     return {p.name for p in w.d.iterdir()}
 
 
@@ -121,7 +123,7 @@ def test_keygen(tmp_path: Path) -> None:
 # --- seal ---------------------------------------------------------------------------------------
 
 
-def test_seal_inspect_verify_unseal(w: World) -> None:
+def test_seal_inspect_verify_unseal(w: CliFiles) -> None:
     r = seal(w, "m.sealed", "--recipient", w.p256_dev_pub, "--cipher", "chacha20-poly1305", "--name", "digits",
              "--model-version", "5", "--label", "team=edge", "--label", "empty=", "--not-before", "2020-01-01",
              "--not-after", "@4102444800", "--json")  # fmt: skip
@@ -151,7 +153,7 @@ def test_seal_inspect_verify_unseal(w: World) -> None:
         assert (w.d / f"out{i}").stat().st_mode & 0o777 == 0o600
 
 
-def test_seal_text_output_and_force(w: World) -> None:
+def test_seal_text_output_and_force(w: CliFiles) -> None:
     r = seal(w)
     assert r.code == 0 and r.out.startswith(f"sealed {w.model} -> ")
     before = (w.d / "m.sealed").read_bytes()
@@ -180,13 +182,13 @@ def test_seal_text_output_and_force(w: World) -> None:
     (["--kind", "onnx"], EXIT_FORMAT, "ONNX"),
 ], ids=["chunk-12K", "chunk-2K", "chunk-text", "label", "label-key", "date", "version", "cipher", "kind", "threads-negative", "threads-huge", "passphrase+recipient",
         "window", "label-too-long", "not-safetensors", "not-onnx"])  # fmt: skip
-def test_seal_errors(w: World, extra: list[str], code: int, message: str | None) -> None:
+def test_seal_errors(w: CliFiles, extra: list[str], code: int, message: str | None) -> None:
     before = files(w)
     failed(seal(w, "m.sealed", *extra), code, message)
     assert files(w) == before
 
 
-def test_seal_key_errors(w: World) -> None:
+def test_seal_key_errors(w: CliFiles) -> None:
     before = files(w)
     args = ("seal", w.model, "-o", w.d / "m.sealed")
     failed(cli(*args, "--sign", w.dev, "--recipient", w.dev_pub), EXIT_KEY, "cannot sign")
@@ -203,7 +205,7 @@ def test_seal_key_errors(w: World) -> None:
 
 
 @pytest.mark.slow  # two scrypt runs at log_n 18 (256 MiB each); still part of every run
-def test_seal_to_a_passphrase_from_the_environment(w: World) -> None:
+def test_seal_to_a_passphrase_from_the_environment(w: CliFiles) -> None:
     """The CLI seals with the default scrypt work factor (log_n 18): one seal and one open only."""
     env = {"EDGEGUARD_PASSPHRASE": "cli passphrase"}
     r = cli_process("seal", w.model, "-o", w.d / "p.sealed", "--sign", w.pub, "--passphrase", "--json", env=env)
@@ -221,18 +223,18 @@ def test_seal_to_a_passphrase_from_the_environment(w: World) -> None:
 
 
 @pytest.fixture
-def sealed(w: World) -> Path:
+def sealed(w: CliFiles) -> Path:
     assert seal(w).code == 0
     return w.d / "m.sealed"
 
 
-def _variant(w: World, sealed: Path, name: str, data: bytes) -> Path:
+def _variant(w: CliFiles, sealed: Path, name: str, data: bytes) -> Path:
     path = w.d / name
     path.write_bytes(data)
     return path
 
 
-def test_verify_errors(w: World, sealed: Path) -> None:
+def test_verify_errors(w: CliFiles, sealed: Path) -> None:
     data = sealed.read_bytes()
     p = split(data)
     tampered = _variant(w, sealed, "t.sealed", data[:-1] + bytes([data[-1] ^ 1]))
@@ -250,7 +252,7 @@ def test_verify_errors(w: World, sealed: Path) -> None:
     failed(cli("verify", sealed, "--trust", w.pub_key, "--threads", "-1"), EXIT_USAGE, "--threads")
 
 
-def test_inspect_errors(w: World, sealed: Path) -> None:
+def test_inspect_errors(w: CliFiles, sealed: Path) -> None:
     data = sealed.read_bytes()
     failed(cli("inspect", _variant(w, sealed, "g.sealed", b"EDGESEAL")), EXIT_FORMAT)
     failed(cli("inspect", _variant(w, sealed, "j.sealed", data[:16] + b" " + data[17:])), EXIT_FORMAT, "header")
@@ -261,7 +263,7 @@ def test_inspect_errors(w: World, sealed: Path) -> None:
     assert cli("inspect", _variant(w, sealed, "t.sealed", data[:-1] + bytes([data[-1] ^ 1]))).code == 0
 
 
-def test_unseal_errors_leave_no_output(w: World, sealed: Path) -> None:
+def test_unseal_errors_leave_no_output(w: CliFiles, sealed: Path) -> None:
     data = sealed.read_bytes()
     out = w.d / "out.bin"
     base = ("unseal", sealed, "-o", out)
@@ -286,7 +288,7 @@ def test_unseal_errors_leave_no_output(w: World, sealed: Path) -> None:
 # --- the process as a whole ----------------------------------------------------------------------
 
 
-def test_real_process_exit_codes_and_no_traceback(w: World, sealed: Path) -> None:
+def test_real_process_exit_codes_and_no_traceback(w: CliFiles, sealed: Path) -> None:
     data = sealed.read_bytes()
     tampered = _variant(w, sealed, "t.sealed", data[:-1] + bytes([data[-1] ^ 1]))
     garbage = _variant(w, sealed, "g.sealed", b"\x00" * 200)
@@ -330,7 +332,7 @@ def test_demo_runs_the_whole_flow() -> None:
     assert "ALERT on client 'benign'" not in r.out
 
 
-def test_seal_optimize_gives_a_model_strict_mode_runs_like_the_original(w: World) -> None:
+def test_seal_optimize_gives_a_model_strict_mode_runs_like_the_original(w: CliFiles) -> None:
     import numpy as np
     import onnxruntime as ort
 
@@ -348,14 +350,14 @@ def test_seal_optimize_gives_a_model_strict_mode_runs_like_the_original(w: World
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_seal_optimize_refuses_non_onnx(w: World) -> None:
+def test_seal_optimize_refuses_non_onnx(w: CliFiles) -> None:
     raw = w.d / "weights.bin"
     raw.write_bytes(b"x" * 100)
     failed(cli("seal", raw, "-o", w.d / "o", "--sign", w.pub, "--recipient", w.p256_dev_pub, "--optimize"), EXIT_USAGE)
     assert not (w.d / "o").exists()
 
 
-def test_onnx_model_through_the_cli(w: World) -> None:
+def test_onnx_model_through_the_cli(w: CliFiles) -> None:
     """The bundled demo model: seal (kind from the extension), verify, unseal, same initializers."""
     import onnx
     from onnx import numpy_helper
@@ -372,7 +374,7 @@ def test_onnx_model_through_the_cli(w: World) -> None:
     assert want.keys() == got.keys() and all((want[k] == got[k]).all() for k in want)
 
 
-def test_closed_stdout_is_not_an_error_message(w: World, sealed: Path) -> None:
+def test_closed_stdout_is_not_an_error_message(w: CliFiles, sealed: Path) -> None:
     """`edgeguard inspect --json | true`: the reader is gone before the output is written."""
     proc = subprocess.Popen([sys.executable, "-m", "edgeguard.cli", "inspect", str(sealed), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)  # fmt: skip
@@ -384,7 +386,7 @@ def test_closed_stdout_is_not_an_error_message(w: World, sealed: Path) -> None:
     assert err == "", err
 
 
-def test_cipher_auto_follows_the_target_device(w: World) -> None:
+def test_cipher_auto_follows_the_target_device(w: CliFiles) -> None:
     """A Raspberry Pi 4 class core (no AES/PMULL crypto extensions) gets ChaCha20-Poly1305."""
     pi4 = w.d / "pi4.json"
     pi4.write_text(json.dumps({"arch": "aarch64", "isa": {"aes": False, "pmull": False, "sha2": False, "neon": True}}))
@@ -397,7 +399,7 @@ def test_cipher_auto_follows_the_target_device(w: World) -> None:
     assert seal(w, "n1.sealed", "--cipher", "auto", "--target", n1, "--json").json()["cipher"] == "aes-256-gcm"
 
 
-def test_cipher_auto_rejects_a_target_that_is_not_bench_output(w: World) -> None:
+def test_cipher_auto_rejects_a_target_that_is_not_bench_output(w: CliFiles) -> None:
     bad = w.d / "bad.json"
     bad.write_text("[1, 2]")
     failed(seal(w, "x.sealed", "--cipher", "auto", "--target", bad), EXIT_USAGE)

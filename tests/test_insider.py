@@ -14,7 +14,7 @@ from edgeguard.errors import IntegrityError
 from edgeguard.format import TAG_LEN, ModelInfo
 from edgeguard.payload import build_payload
 from edgeguard.seal import derive_payload_key, seal_payload
-from edgeguard.unseal import inspect_file, decrypt_file, verify_file
+from edgeguard.unseal import decrypt_file, inspect_file, verify_file
 
 CHUNK = 4096
 

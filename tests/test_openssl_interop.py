@@ -18,7 +18,7 @@ from edgeguard.cli import main
 from edgeguard.errors import KeyFileError
 from edgeguard.keys import SigningKey, TrustStore, VerifyingKey
 from edgeguard.recipients import load_identity, load_recipient
-from edgeguard.unseal import inspect_file, decrypt_file, verify_file
+from edgeguard.unseal import decrypt_file, inspect_file, verify_file
 from helpers import raw_payload, seal_bytes
 
 OPENSSL = shutil.which("openssl")

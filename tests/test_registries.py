@@ -21,9 +21,11 @@ SPEC = (Path(__file__).parent.parent / "docs" / "FORMAT.md").read_text()
 
 def _spec_rows(heading: str) -> dict[str, str]:
     """First column -> second column of the first table after `heading` in docs/FORMAT.md."""
-    section = SPEC[SPEC.index(heading) :]
-    rows = re.findall(r"^\| `([a-z0-9-]+)` \| ([^|]+) \|", section[: section.index("\n## ", 1)], re.M)
-    return {name: cells for name, cells in rows if name != "type"}  # not the heading row
+    lines = SPEC[SPEC.index(heading) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = lines[start : next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))]
+    rows = [re.match(r"\| `([a-z0-9-]+)` \| ([^|]+) \|", line) for line in table[2:]]  # past the heading row
+    return {m.group(1): m.group(2) for m in rows if m}
 
 
 def test_the_format_reads_exactly_the_registered_kinds() -> None:

@@ -15,7 +15,7 @@ import reference_decoder as ref
 from edgeguard.errors import FormatError, IntegrityError
 from edgeguard.format import ModelInfo
 from edgeguard.seal import seal_model
-from edgeguard.unseal import inspect_file, decrypt_file, unseal_file, verify_file
+from edgeguard.unseal import decrypt_file, inspect_file, unseal_file, verify_file
 from helpers import (
     CHUNK,
     PASSPHRASE,
