@@ -1,3 +1,4 @@
+import dataclasses
 import threading
 
 import numpy as np
@@ -7,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _detect_world import DIM, World, build_profile
-from edgeguard import Action, Guard, Policy
+from edgeguard import Action, Decision, Guard, Policy
 from edgeguard.detect import ATLAS_TECHNIQUES
 from edgeguard.errors import DetectorError
 
@@ -220,3 +221,17 @@ def test_corrupted_snapshots_are_refused_or_harmless(world, profile, data):
         return
     d = target.observe("c0", xs[0][None])  # whatever was accepted is safe to keep using
     assert np.isfinite(d.risk) and target.clients <= 4
+
+
+def test_decisions_are_frozen_dataclasses_with_their_reasons(world, profile):
+    guard = Guard(profile)
+    d = feed(guard, world, "prober", world.benign(2, np.random.default_rng(16)) * 10.0)[-1]
+    assert d.alert is not None and d.reasons[0].signal == "invalid"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.action = Action.ALLOW
+    # The guard's fast constructor fills exactly the dataclass's fields, so equality, repr and
+    # replace() behave as for a Decision built by __init__.
+    values = {f.name: getattr(d, f.name) for f in dataclasses.fields(Decision)}
+    assert vars(d) == values and Decision(**values) == d
+    assert repr(d) == repr(Decision(**values)) and "stats" not in repr(d)
+    assert dataclasses.replace(d, risk=0.0).risk == 0.0

@@ -108,7 +108,7 @@ class Guard:
     def _decision(self, client_id, risk, peak, queries, stats, alert) -> Decision:
         action = self.policy.action(risk, peak)
         delay = self.policy.delay_s if action >= Action.THROTTLE else 0.0
-        return Decision(client_id, action, risk, peak, queries, stats, self._thresholds, alert, delay)
+        return Decision._new(client_id, action, risk, peak, queries, stats, self._thresholds, alert, delay)
 
     def _rows(self, inputs) -> np.ndarray | None:
         """The request as contiguous float32 rows, or None if it does not fit the profile."""
