@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from _detect_world import DIM, World, build_profile
 from edgeguard import Action, Decision, Guard, Policy
 from edgeguard.detect import ATLAS_TECHNIQUES
-from edgeguard.errors import DetectorError
+from edgeguard.errors import DetectorArgumentError, DetectorError, EdgeguardError, ProfileError
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +89,38 @@ def test_feed_dicts_and_output_lists(world, profile):
     x = world.benign(1, np.random.default_rng(5))
     d = guard.observe("c", {"x": x}, [world.predict(x), np.zeros(1)])
     assert d.queries == 1
-    with pytest.raises(DetectorError, match="several inputs"):
+    with pytest.raises(DetectorArgumentError, match="several inputs"):
         guard.observe("c", {"a": x, "b": x})
-    with pytest.raises(DetectorError, match="class scores"):
+    with pytest.raises(DetectorArgumentError, match="class scores"):
         guard.observe("c", x, [np.zeros((1, 3), np.float32)])
+    with pytest.raises(DetectorArgumentError, match="output_index"):
+        guard.observe("c", x, [])
 
 
 @pytest.mark.parametrize("client", ["", 7, None, "x" * 1025])
 def test_bad_client_ids_are_refused(profile, client):
-    with pytest.raises(DetectorError, match="client_id"):
-        Guard(profile).observe(client, np.zeros((1, DIM), np.float32))
+    guard = Guard(profile)
+    with pytest.raises(DetectorArgumentError, match="client_id"):
+        guard.observe(client, np.zeros((1, DIM), np.float32))
+    assert guard.clients == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(max_clients=0), "max_clients"), (dict(max_clients=2.5), "max_clients"),
+    (dict(policy="protective"), "Policy"), (dict(profile=b"EGDPROF"), "Profile"),
+])
+def test_bad_guard_arguments_are_refused(profile, kwargs, message):
+    args = dict(profile=profile)
+    args.update(kwargs)
+    with pytest.raises(DetectorArgumentError, match=message):
+        Guard(**args)
+
+
+def test_bad_arguments_are_value_errors_and_bad_data_is_not():
+    assert issubclass(DetectorArgumentError, ValueError) and issubclass(DetectorArgumentError, DetectorError)
+    assert issubclass(DetectorArgumentError, EdgeguardError)
+    # A malformed profile or snapshot is bad data, not a bad argument, as everywhere in edgeguard.
+    assert not issubclass(ProfileError, ValueError) and not issubclass(DetectorError, ValueError)
 
 
 def test_batch_request_matches_single_queries(world, profile):

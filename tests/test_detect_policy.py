@@ -6,7 +6,7 @@ import pytest
 from _detect_world import DIM, World, build_profile
 from edgeguard import Action, Guard, Policy
 from edgeguard.detect import Decision
-from edgeguard.errors import DetectorError, QueryBlockedError
+from edgeguard.errors import DetectorArgumentError, DetectorError, QueryBlockedError
 
 
 @pytest.mark.parametrize("risk, peak, sticky, expected", [
@@ -30,7 +30,7 @@ def test_alert_only_never_touches_answers():
     dict(decimals=-1),
 ])
 def test_inconsistent_policies_are_refused(kwargs):
-    with pytest.raises(DetectorError):
+    with pytest.raises(DetectorArgumentError):
         Policy(**kwargs)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from .. import _core
-from ..errors import DetectorError, QueryBlockedError
+from ..errors import DetectorArgumentError, DetectorError, QueryBlockedError
 from .events import SIGNALS, Action, AlertEvent, Decision, reasons_from
 from .policy import Policy
 from .profile import Profile
@@ -30,8 +30,8 @@ class Guard:
     Thread-safe.
 
     Raises:
-        DetectorError: profile is not a :class:`Profile`, policy not a :class:`Policy`, or
-            max_clients < 1.
+        DetectorArgumentError: profile is not a :class:`Profile`, policy not a :class:`Policy`,
+            or max_clients is not a positive int.
     """
 
     def __init__(
@@ -44,12 +44,12 @@ class Guard:
         seed: int | None = None,
     ) -> None:
         if not isinstance(profile, Profile):
-            raise DetectorError("profile must be an edgeguard Profile")
+            raise DetectorArgumentError("profile must be an edgeguard Profile")
         policy = Policy() if policy is None else policy
         if not isinstance(policy, Policy):
-            raise DetectorError("policy must be an edgeguard Policy")
+            raise DetectorArgumentError("policy must be an edgeguard Policy")
         if not isinstance(max_clients, int) or max_clients < 1:
-            raise DetectorError("max_clients must be a positive integer")
+            raise DetectorArgumentError("max_clients must be a positive integer")
         self.profile = profile
         self.policy = policy
         self.on_alert = on_alert
@@ -71,11 +71,12 @@ class Guard:
         the wrong shape or dtype are not refused here: they count as out-of-domain queries.
 
         Raises:
-            DetectorError: client_id is not a non-empty str of at most 1024 characters, the
-                feed dict is ambiguous, or outputs have the wrong shape.
+            DetectorArgumentError: client_id is not a non-empty str of at most 1024 characters,
+                the feed dict is ambiguous, or outputs have no entry at the profile's
+                output_index or the wrong number of class scores.
         """
         if type(client_id) is not str or not 0 < len(client_id) <= _MAX_CLIENT_ID_LEN:
-            raise DetectorError("client_id must be a non-empty str of at most 1024 characters")
+            raise DetectorArgumentError("client_id must be a non-empty str of at most 1024 characters")
         x = self._rows(inputs)
         if x is None:
             risk, peak, queries, first, stats = self._native.observe_malformed(client_id)
@@ -116,7 +117,7 @@ class Guard:
             name = self.profile.input_name
             if name is None:
                 if len(inputs) != 1:
-                    raise DetectorError("feed dict has several inputs and the profile names none")
+                    raise DetectorArgumentError("feed dict has several inputs and the profile names none")
                 (inputs,) = inputs.values()
             elif name in inputs:
                 inputs = inputs[name]
@@ -138,11 +139,11 @@ class Guard:
             return None
         if isinstance(outputs, Sequence) and not isinstance(outputs, np.ndarray):
             if not -len(outputs) <= self.profile.output_index < len(outputs):
-                raise DetectorError("outputs has no entry at the profile's output_index")
+                raise DetectorArgumentError("outputs has no entry at the profile's output_index")
             outputs = outputs[self.profile.output_index]
         y = np.asarray(outputs, dtype=np.float32)
         if y.size != rows * self.profile.classes:
-            raise DetectorError(f"class scores must have {rows} x {self.profile.classes} entries")
+            raise DetectorArgumentError(f"class scores must have {rows} x {self.profile.classes} entries")
         return y.reshape(rows, self.profile.classes)
 
     # -------------------------------------------------------------------- apply
@@ -156,10 +157,11 @@ class Guard:
 
         Raises:
             QueryBlockedError: the decision is BLOCK.
-            DetectorError: decision is not a Decision, or outputs hold no class scores.
+            DetectorArgumentError: decision is not a :class:`Decision`, or the decision degrades
+                and outputs hold no class-score array.
         """
         if not isinstance(decision, Decision):
-            raise DetectorError("decision must come from Guard.observe")
+            raise DetectorArgumentError("decision must come from Guard.observe")
         if decision.action == Action.BLOCK:
             raise QueryBlockedError(f"client {decision.client_id!r} is blocked by the extraction policy")
         if decision.action < Action.DEGRADE:
@@ -169,7 +171,7 @@ class Guard:
         listed = isinstance(outputs, Sequence) and not isinstance(outputs, np.ndarray)
         scores = outputs[self.profile.output_index] if listed else outputs
         if not isinstance(scores, np.ndarray) or scores.ndim == 0:
-            raise DetectorError("outputs hold no class-score array to degrade")
+            raise DetectorArgumentError("outputs hold no class-score array to degrade")
         with self._rng_lock:
             degraded = self.policy.degrade_scores(scores, self._rng).astype(scores.dtype, copy=False)
         if not listed:
