@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from _detect_world import DIM, World, build_profile
 from edgeguard import Action, Decision, Guard, Policy
-from edgeguard.detect import ATLAS_TECHNIQUES
+from edgeguard.detect import ATLAS_TECHNIQUES, MAX_CLIENT_ID_BYTES
 from edgeguard.errors import DetectorArgumentError, DetectorError, EdgeguardError, ProfileError
 
 
@@ -97,12 +97,47 @@ def test_feed_dicts_and_output_lists(world, profile):
         guard.observe("c", x, [])
 
 
-@pytest.mark.parametrize("client", ["", 7, None, "x" * 1025])
+@pytest.mark.parametrize("client", [
+    "", 7, None, b"client", "x" * 1025,
+    "é" * 1024,  # 1024 characters but 2048 bytes: a snapshot could not hold it
+    "é" * 512 + "x",  # one byte over
+    "\ud800",  # a lone surrogate has no UTF-8 encoding
+])
 def test_bad_client_ids_are_refused(profile, client):
     guard = Guard(profile)
     with pytest.raises(DetectorArgumentError, match="client_id"):
         guard.observe(client, np.zeros((1, DIM), np.float32))
     assert guard.clients == 0
+
+
+def test_longest_client_ids_survive_a_restart(world, profile):
+    """The id limit is the snapshot's: MAX_CLIENT_ID_BYTES of UTF-8, whatever the characters."""
+    assert MAX_CLIENT_ID_BYTES == 1024
+    ids = ["x" * 1024, "é" * 512, "\U0001f600" * 256, "日本" * 170 + "abcd"]
+    assert all(len(c.encode()) == MAX_CLIENT_ID_BYTES for c in ids)
+    guard = Guard(profile)
+    for c in ids + ["short"]:
+        feed(guard, world, c, world.benign(3, np.random.default_rng(17)))
+    restarted = Guard(profile)
+    restarted.restore_state(guard.save_state())
+    assert restarted.clients == len(ids) + 1 and all(restarted.tracked(c) for c in ids)
+    assert restarted.save_state() == guard.save_state()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(client=st.text(min_size=1, max_size=1100)
+       | st.text(st.characters(min_codepoint=0x80, exclude_categories=["Cs"]), min_size=300, max_size=1100))
+def test_every_accepted_client_id_can_be_restored(profile, client):
+    guard = Guard(profile)
+    x = np.zeros((1, DIM), np.float32)
+    if len(client.encode()) > MAX_CLIENT_ID_BYTES:
+        with pytest.raises(DetectorArgumentError, match="client_id"):
+            guard.observe(client, x)
+        return
+    guard.observe(client, x)
+    restarted = Guard(profile)
+    restarted.restore_state(guard.save_state())
+    assert restarted.tracked(client)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -16,7 +16,10 @@ from .policy import Policy
 from .profile import Profile
 
 _STATE_MAGIC = b"EGDGUARD"
-_MAX_CLIENT_ID_LEN = 1024
+# Longest client id, in bytes of UTF-8: what a state snapshot can hold (csrc/detector.cpp,
+# kMaxClientIdLen). Counting characters instead let one long non-ASCII id make save_state()
+# unrestorable, losing every client's state on restart.
+MAX_CLIENT_ID_BYTES = 1024
 _VOLUME = SIGNALS.index("volume")  # the volume statistic is the client's query count
 
 
@@ -71,12 +74,12 @@ class Guard:
         the wrong shape or dtype are not refused here: they count as out-of-domain queries.
 
         Raises:
-            DetectorArgumentError: client_id is not a non-empty str of at most 1024 characters,
-                the feed dict is ambiguous, or outputs have no entry at the profile's
+            DetectorArgumentError: client_id is not a non-empty str of at most
+                :data:`MAX_CLIENT_ID_BYTES` bytes of UTF-8 (or has no UTF-8 encoding, like a lone
+                surrogate), the feed dict is ambiguous, or outputs have no entry at the profile's
                 output_index or the wrong number of class scores.
         """
-        if type(client_id) is not str or not 0 < len(client_id) <= _MAX_CLIENT_ID_LEN:
-            raise DetectorArgumentError("client_id must be a non-empty str of at most 1024 characters")
+        _check_client_id(client_id)
         x = self._rows(inputs)
         if x is None:
             risk, peak, queries, first, stats = self._native.observe_malformed(client_id)
@@ -226,3 +229,16 @@ class Guard:
             self._native.restore(blob[head:])
         except ValueError as e:
             raise DetectorError(f"guard state rejected: {e}") from None
+
+
+def _check_client_id(client_id: object) -> None:
+    """Refuses what a snapshot could not restore: the native core stores ids as UTF-8 bytes."""
+    if type(client_id) is str:
+        try:
+            size = len(client_id.encode("utf-8"))
+        except UnicodeEncodeError:
+            size = 0
+        if 0 < size <= MAX_CLIENT_ID_BYTES:
+            return
+    raise DetectorArgumentError(
+        f"client_id must be a non-empty str of at most {MAX_CLIENT_ID_BYTES} bytes of UTF-8")
