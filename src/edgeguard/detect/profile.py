@@ -24,11 +24,11 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
 from .. import _core
+from .._files import atomic_output
 from ..errors import ProfileError
 from .events import SIGNALS
 
@@ -287,16 +287,19 @@ class Profile:
             raise ProfileError("profile encoding is not canonical")
         return profile
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Writes :meth:`to_bytes` to ``path`` atomically (temporary file, then rename).
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Writes :meth:`to_bytes` to ``path`` (mode 0o644) through edgeguard's atomic writer: the
+        file appears complete or not at all, and without ``overwrite`` an existing file is never
+        replaced.
 
         Raises:
-            OSError: the file cannot be written.
+            FileExistsError: ``path`` exists and overwrite is False.
+            OSError: the file cannot be written (nothing is left behind).
         """
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(self.to_bytes())
-        os.replace(tmp, path)
+        data = self.to_bytes()
+        with atomic_output(path, overwrite=overwrite, mode=0o644) as (fd, _tmp):
+            with os.fdopen(os.dup(fd), "wb") as f:
+                f.write(data)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Profile:
