@@ -80,3 +80,10 @@ def test_apply_refuses_foreign_decisions(flagged):
     with pytest.raises(DetectorError):
         guard.apply("allow", [])
     assert isinstance(flagged["block"][1], Decision)
+
+
+@pytest.mark.parametrize("outputs", [[], np.float32(0.5), None, [np.float32(0.5)]])
+def test_degrading_outputs_without_class_scores_is_refused(flagged, outputs):
+    guard, decision = flagged["throttle"]
+    with pytest.raises(DetectorArgumentError, match="class-score"):
+        guard.apply(decision, outputs, sleep=False)
