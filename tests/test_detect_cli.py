@@ -1,11 +1,13 @@
 import argparse
+import json
 
 import numpy as np
 import onnx
 import pytest
 
 from _detect_world import World
-from edgeguard import Profile
+import edgeguard.cli.demo
+from edgeguard import Guard, Profile
 from edgeguard.cli import EXIT_ERROR, main
 from edgeguard.cli.demo import run_detector_demo
 from edgeguard.cli.profile import add_profile_parser, add_seal_arguments, profile_section, run_profile
@@ -76,9 +78,31 @@ def test_seal_option_yields_the_canonical_section(benign_npy, tmp_path):
         profile_section(parser.parse_args(["--detector-profile", str(tmp_path / "bad")]))
 
 
-def test_demo_shows_the_thief_alert_and_atlas_ids():
+def test_demo_alerts_on_the_thief_only_and_shows_the_alert(monkeypatch):
+    events = []
+
+    class RecordingGuard(Guard):
+        """The demo's guard, also handing every alert event (not only the one printed) to the test."""
+
+        def __init__(self, *args, on_alert, **kwargs):
+            def record(event):
+                events.append(event)
+                on_alert(event)
+
+            super().__init__(*args, on_alert=record, **kwargs)
+
+    monkeypatch.setattr(edgeguard.cli.demo, "Guard", RecordingGuard)
     lines = []
     run_detector_demo(lines.append)
+    assert [e.client_id for e in events] == ["thief"]  # the benign client never reaches risk 1
+    event = events[0]
+    # The thief cycles six seed digits, perturbing them: queries 1-6 are new, and a chain alert needs
+    # four near-copies, so query 10 is the earliest it can come; well within the 60 queries shown.
+    assert 10 <= event.query_index <= 30
+    assert any(r.signal == "chain" and r.ratio >= 1 for r in event.reasons)
     text = "\n".join(lines)
-    assert "ALERT on client 'thief'" in text and "benign-app'" not in text.split("ALERT")[1].split("\n")[0]
-    assert "AML.T0024.002" in text and "AML.T0040" in text
+    assert f"ALERT on client 'thief' at query {event.query_index}: small-perturbation chains" in text
+    assert "MITRE ATLAS: AML.T0024.002, AML.T0040" in text
+    printed = json.loads(text[text.index("{"): text.rindex("}") + 1])
+    assert printed["client_id"] == "thief" and printed["query_index"] == event.query_index
+    assert printed["mitre_atlas"] == ["AML.T0024.002", "AML.T0040"]

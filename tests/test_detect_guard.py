@@ -1,3 +1,4 @@
+import dataclasses
 import threading
 
 import numpy as np
@@ -7,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _detect_world import DIM, World, build_profile
-from edgeguard import Action, Guard, Policy
-from edgeguard.detect import ATLAS_TECHNIQUES
-from edgeguard.errors import DetectorError
+from edgeguard import Action, Decision, Guard, Policy
+from edgeguard.detect import ATLAS_TECHNIQUES, MAX_CLIENT_ID_BYTES
+from edgeguard.errors import DetectorArgumentError, DetectorError, EdgeguardError, ProfileError
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +69,9 @@ def test_perturbation_chains_alert_and_exact_resubmits_do_not(world, profile):
     steps = 0.01 * np.sign(rng.normal(size=(40, DIM)))
     chain = np.clip(seeds[np.arange(40) % 5] + steps, 0, 1).astype(np.float32)
     decisions = feed(guard, world, "t-rnd", chain)
-    assert first_alert(decisions) is not None
-    assert any(r.signal == "chain" for r in decisions[-1].reasons)
+    at = first_alert(decisions)
+    assert at is not None and 6 <= at <= 20  # the first 5 queries are new seeds, so none is a near-copy
+    assert decisions[at - 1].alert.reasons[0].signal == "chain" and decisions[at - 1].alert.reasons[0].ratio >= 1
     repeats = feed(guard, world, "retry-happy", seeds[np.arange(300) % 5])
     assert first_alert(repeats) is None
     assert not any(r.signal == "chain" for r in repeats[-1].reasons)
@@ -88,16 +90,73 @@ def test_feed_dicts_and_output_lists(world, profile):
     x = world.benign(1, np.random.default_rng(5))
     d = guard.observe("c", {"x": x}, [world.predict(x), np.zeros(1)])
     assert d.queries == 1
-    with pytest.raises(DetectorError, match="several inputs"):
+    with pytest.raises(DetectorArgumentError, match="several inputs"):
         guard.observe("c", {"a": x, "b": x})
-    with pytest.raises(DetectorError, match="class scores"):
+    with pytest.raises(DetectorArgumentError, match="class scores"):
         guard.observe("c", x, [np.zeros((1, 3), np.float32)])
+    with pytest.raises(DetectorArgumentError, match="output_index"):
+        guard.observe("c", x, [])
 
 
-@pytest.mark.parametrize("client", ["", 7, None, "x" * 1025])
+@pytest.mark.parametrize("client", [
+    "", 7, None, b"client", "x" * 1025,
+    "é" * 1024,  # 1024 characters but 2048 bytes: a snapshot could not hold it
+    "é" * 512 + "x",  # one byte over
+    "\ud800",  # a lone surrogate has no UTF-8 encoding
+])
 def test_bad_client_ids_are_refused(profile, client):
-    with pytest.raises(DetectorError, match="client_id"):
-        Guard(profile).observe(client, np.zeros((1, DIM), np.float32))
+    guard = Guard(profile)
+    with pytest.raises(DetectorArgumentError, match="client_id"):
+        guard.observe(client, np.zeros((1, DIM), np.float32))
+    assert guard.clients == 0
+
+
+def test_longest_client_ids_survive_a_restart(world, profile):
+    """The id limit is the snapshot's: MAX_CLIENT_ID_BYTES of UTF-8, whatever the characters."""
+    assert MAX_CLIENT_ID_BYTES == 1024
+    ids = ["x" * 1024, "é" * 512, "\U0001f600" * 256, "日本" * 170 + "abcd"]
+    assert all(len(c.encode()) == MAX_CLIENT_ID_BYTES for c in ids)
+    guard = Guard(profile)
+    for c in ids + ["short"]:
+        feed(guard, world, c, world.benign(3, np.random.default_rng(17)))
+    restarted = Guard(profile)
+    restarted.restore_state(guard.save_state())
+    assert restarted.clients == len(ids) + 1 and all(restarted.tracked(c) for c in ids)
+    assert restarted.save_state() == guard.save_state()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(client=st.text(min_size=1, max_size=1100)
+       | st.text(st.characters(min_codepoint=0x80, exclude_categories=["Cs"]), min_size=300, max_size=1100))
+def test_every_accepted_client_id_can_be_restored(profile, client):
+    guard = Guard(profile)
+    x = np.zeros((1, DIM), np.float32)
+    if len(client.encode()) > MAX_CLIENT_ID_BYTES:
+        with pytest.raises(DetectorArgumentError, match="client_id"):
+            guard.observe(client, x)
+        return
+    guard.observe(client, x)
+    restarted = Guard(profile)
+    restarted.restore_state(guard.save_state())
+    assert restarted.tracked(client)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(max_clients=0), "max_clients"), (dict(max_clients=2.5), "max_clients"),
+    (dict(policy="protective"), "Policy"), (dict(profile=b"EGDPROF"), "Profile"),
+])
+def test_bad_guard_arguments_are_refused(profile, kwargs, message):
+    args = dict(profile=profile)
+    args.update(kwargs)
+    with pytest.raises(DetectorArgumentError, match=message):
+        Guard(**args)
+
+
+def test_bad_arguments_are_value_errors_and_bad_data_is_not():
+    assert issubclass(DetectorArgumentError, ValueError) and issubclass(DetectorArgumentError, DetectorError)
+    assert issubclass(DetectorArgumentError, EdgeguardError)
+    # A malformed profile or snapshot is bad data, not a bad argument, as everywhere in edgeguard.
+    assert not issubclass(ProfileError, ValueError) and not issubclass(DetectorError, ValueError)
 
 
 def test_batch_request_matches_single_queries(world, profile):
@@ -220,3 +279,17 @@ def test_corrupted_snapshots_are_refused_or_harmless(world, profile, data):
         return
     d = target.observe("c0", xs[0][None])  # whatever was accepted is safe to keep using
     assert np.isfinite(d.risk) and target.clients <= 4
+
+
+def test_decisions_are_frozen_dataclasses_with_their_reasons(world, profile):
+    guard = Guard(profile)
+    d = feed(guard, world, "prober", world.benign(2, np.random.default_rng(16)) * 10.0)[-1]
+    assert d.alert is not None and d.reasons[0].signal == "invalid"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.action = Action.ALLOW
+    # The guard's fast constructor fills exactly the dataclass's fields, so equality, repr and
+    # replace() behave as for a Decision built by __init__.
+    values = {f.name: getattr(d, f.name) for f in dataclasses.fields(Decision)}
+    assert vars(d) == values and Decision(**values) == d
+    assert repr(d) == repr(Decision(**values)) and "stats" not in repr(d)
+    assert dataclasses.replace(d, risk=0.0).risk == 0.0

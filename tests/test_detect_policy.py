@@ -1,12 +1,12 @@
 import time
+import types
 
 import numpy as np
 import pytest
 
 from _detect_world import DIM, World, build_profile
 from edgeguard import Action, Guard, Policy
-from edgeguard.detect import Decision
-from edgeguard.errors import DetectorError, QueryBlockedError
+from edgeguard.errors import DetectorArgumentError, QueryBlockedError
 
 
 @pytest.mark.parametrize("risk, peak, sticky, expected", [
@@ -30,7 +30,7 @@ def test_alert_only_never_touches_answers():
     dict(decimals=-1),
 ])
 def test_inconsistent_policies_are_refused(kwargs):
-    with pytest.raises(DetectorError):
+    with pytest.raises(DetectorArgumentError):
         Policy(**kwargs)
 
 
@@ -75,8 +75,22 @@ def test_throttle_delay_is_reported_and_optional(flagged):
     assert out.argmax() == 3 and out.max() == 1.0
 
 
-def test_apply_refuses_foreign_decisions(flagged):
-    guard, _ = flagged["block"]
-    with pytest.raises(DetectorError):
-        guard.apply("allow", [])
-    assert isinstance(flagged["block"][1], Decision)
+@pytest.mark.parametrize("foreign", [
+    "allow", None, Action.ALLOW,
+    # A look-alike that would pass duck typing and let a blocked client through.
+    types.SimpleNamespace(client_id="prober", action=Action.ALLOW, delay_s=0.0),
+])
+def test_apply_refuses_foreign_decisions(flagged, foreign):
+    guard, decision = flagged["block"]
+    answer = [np.ones((1, 10), np.float32)]
+    with pytest.raises(QueryBlockedError):
+        guard.apply(decision, answer)  # the guard's own decision for this client blocks it
+    with pytest.raises(DetectorArgumentError, match="Guard.observe"):
+        guard.apply(foreign, answer)
+
+
+@pytest.mark.parametrize("outputs", [[], np.float32(0.5), None, [np.float32(0.5)]])
+def test_degrading_outputs_without_class_scores_is_refused(flagged, outputs):
+    guard, decision = flagged["throttle"]
+    with pytest.raises(DetectorArgumentError, match="class-score"):
+        guard.apply(decision, outputs, sleep=False)

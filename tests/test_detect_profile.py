@@ -1,4 +1,6 @@
 import math
+import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -37,7 +39,51 @@ def test_save_and_load(profile, tmp_path):
     path = tmp_path / "p.egprofile"
     profile.save(path)
     assert Profile.load(path).to_bytes() == profile.to_bytes()
-    assert not (tmp_path / "p.egprofile.tmp").exists()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.egprofile"]  # no temporary file left
+
+
+def test_save_never_silently_replaces_a_file(profile, tmp_path):
+    path = tmp_path / "p.egprofile"
+    path.write_bytes(b"someone else's file")
+    with pytest.raises(FileExistsError):
+        profile.save(path)
+    assert path.read_bytes() == b"someone else's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.egprofile"]
+
+
+def test_save_with_overwrite_replaces_atomically(profile, tmp_path):
+    path = tmp_path / "p.egprofile"
+    path.write_bytes(b"old")
+    held = path.open("rb")  # a reader of the old file keeps the old contents: a rename, not a rewrite
+    profile.save(path, overwrite=True)
+    assert held.read() == b"old"
+    held.close()
+    assert path.read_bytes() == profile.to_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.egprofile"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_failed_save_leaves_no_partial_file(profile, tmp_path, overwrite):
+    src, dst = tmp_path / "src.egprofile", tmp_path / "out" / "p.egprofile"
+    profile.save(src)
+    dst.parent.mkdir()
+    if overwrite:
+        dst.write_bytes(b"old")
+    # A file-size limit below the profile's size makes the write itself fail half-way (EFBIG), as a
+    # full disk would.
+    code = ("import resource, signal, sys; from edgeguard import Profile; "
+            "p = Profile.load(sys.argv[1]); signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY)); "
+            "p.save(sys.argv[2], overwrite=sys.argv[3] == 'True')")
+    out = subprocess.run([sys.executable, "-c", code, str(src), str(dst), str(overwrite)],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "File too large" in out.stderr, out.stderr
+    assert len(profile.to_bytes()) > 1024
+    assert sorted(p.name for p in dst.parent.iterdir()) == (["p.egprofile"] if overwrite else [])
+    if overwrite:
+        assert dst.read_bytes() == b"old"
 
 
 def _header_span(data):

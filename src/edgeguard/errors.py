@@ -63,7 +63,16 @@ class RollbackError(LoadRefusedError):
 
 
 class DetectorError(EdgeguardError):
-    """The extraction-query detector was misused (bad argument, mismatched profile or state)."""
+    """The extraction-query detector refused its input (bad argument, mismatched profile or state)."""
+
+
+class DetectorArgumentError(DetectorError, ValueError):
+    """A detector call got a bad argument: a client id, max_clients, policy levels, a feed or outputs
+    that do not fit the profile, a decision that did not come from the guard.
+
+    Also a :class:`ValueError`, like every other bad argument in edgeguard; malformed profiles and
+    state snapshots raise :class:`ProfileError` and plain :class:`DetectorError` instead.
+    """
 
 
 class ProfileError(DetectorError):

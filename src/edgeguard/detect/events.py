@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 # MITRE ATLAS techniques an extraction alert is evidence of.
 ATLAS_EXTRACT_MODEL = "AML.T0024.002"  # Exfiltration via AI Inference API: Extract AI Model
@@ -52,6 +54,27 @@ class Reason:
         return _DESCRIPTIONS[self.signal]
 
 
+class ReasonDict(TypedDict):
+    """One entry of :meth:`AlertEvent.to_dict`'s ``reasons``."""
+
+    signal: str
+    value: float
+    threshold: float
+    description: str
+
+
+class AlertDict(TypedDict):
+    """The JSON-ready form of an :class:`AlertEvent` (:meth:`AlertEvent.to_dict`)."""
+
+    event: str
+    client_id: str
+    query_index: int
+    risk: float
+    reasons: list[ReasonDict]
+    mitre_atlas: list[str]
+    timestamp: float
+
+
 @dataclass(frozen=True)
 class AlertEvent:
     """Raised once per client, on the query whose risk first reaches 1 (a calibrated threshold)."""
@@ -63,55 +86,72 @@ class AlertEvent:
     techniques: tuple[str, ...] = ATLAS_TECHNIQUES
     timestamp: float = field(default_factory=time.time)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> AlertDict:
         """A JSON-ready structured event for logs and SIEMs."""
+        reasons: list[ReasonDict] = [
+            {"signal": r.signal, "value": round(r.value, 4), "threshold": round(r.threshold, 4),
+             "description": r.description}
+            for r in self.reasons
+        ]
         return {
             "event": "edgeguard.extraction_alert",
             "client_id": self.client_id,
             "query_index": self.query_index,
             "risk": round(self.risk, 4),
-            "reasons": [
-                {"signal": r.signal, "value": round(r.value, 4), "threshold": round(r.threshold, 4),
-                 "description": r.description}
-                for r in self.reasons
-            ],
+            "reasons": reasons,
             "mitre_atlas": list(self.techniques),
             "timestamp": self.timestamp,
         }
 
 
+@dataclass(frozen=True)
 class Decision:
-    """The guard's verdict on one observed request.
+    """The guard's verdict on one observed request (made by :meth:`Guard.observe`).
 
     ``risk`` is the client's current largest signal/threshold ratio (1.0 = a calibrated alert
     threshold), ``peak_risk`` the highest it has been, ``queries`` how many queries the client has
-    sent, ``alert`` the event raised by this request (else None). ``reasons`` lists the signals at
-    or above half their threshold, strongest first.
+    sent, ``alert`` the event raised by this request (else None), ``delay_s`` how long a throttled
+    answer is held back. ``reasons`` lists the signals at or above half their threshold, strongest
+    first. ``stats`` and ``thresholds`` are the per-signal statistics and the profile's thresholds
+    (in :data:`SIGNALS` order) the reasons are drawn from.
     """
 
-    __slots__ = ("client_id", "action", "risk", "peak_risk", "queries", "alert", "delay_s", "_stats", "_thresholds")
-
-    def __init__(self, client_id, action, risk, peak_risk, queries, stats, thresholds, alert=None, delay_s=0.0):
-        self.client_id = client_id
-        self.action = action
-        self.risk = risk
-        self.peak_risk = peak_risk
-        self.queries = queries
-        self.alert = alert
-        self.delay_s = delay_s
-        self._stats = stats
-        self._thresholds = thresholds
+    client_id: str
+    action: Action
+    risk: float
+    peak_risk: float
+    queries: int
+    stats: tuple[float, ...] = field(repr=False)
+    thresholds: tuple[float, ...] = field(repr=False)
+    alert: AlertEvent | None = None
+    delay_s: float = 0.0
 
     @property
     def reasons(self) -> tuple[Reason, ...]:
-        return reasons_from(self._stats, self._thresholds)
+        return reasons_from(self.stats, self.thresholds)
 
-    def __repr__(self) -> str:
-        return (f"Decision(client_id={self.client_id!r}, action={self.action.name}, risk={self.risk:.3f}, "
-                f"peak_risk={self.peak_risk:.3f}, queries={self.queries})")
+    @classmethod
+    def _new(
+        cls,
+        client_id: str,
+        action: Action,
+        risk: float,
+        peak_risk: float,
+        queries: int,
+        stats: tuple[float, ...],
+        thresholds: tuple[float, ...],
+        alert: AlertEvent | None,
+        delay_s: float,
+    ) -> Decision:
+        """The guard's constructor on the hot path: the same fields as ``__init__``, set without
+        the frozen dataclass's per-field ``object.__setattr__`` (which costs about 1 us per query)."""
+        d = object.__new__(cls)
+        d.__dict__.update(client_id=client_id, action=action, risk=risk, peak_risk=peak_risk, queries=queries,
+                          stats=stats, thresholds=thresholds, alert=alert, delay_s=delay_s)
+        return d
 
 
-def reasons_from(stats, thresholds, floor: float = 0.5) -> tuple[Reason, ...]:
+def reasons_from(stats: Sequence[float], thresholds: Sequence[float], floor: float = 0.5) -> tuple[Reason, ...]:
     """Signals whose statistic is at least ``floor`` of its threshold, strongest first."""
     found = [Reason(SIGNALS[j], float(v), float(t)) for j, (v, t) in enumerate(zip(stats, thresholds))
              if v / t >= floor]

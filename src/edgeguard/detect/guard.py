@@ -6,17 +6,22 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _core
-from ..errors import DetectorError, QueryBlockedError
+from ..errors import DetectorArgumentError, DetectorError, QueryBlockedError
 from .events import SIGNALS, Action, AlertEvent, Decision, reasons_from
 from .policy import Policy
 from .profile import Profile
 
 _STATE_MAGIC = b"EGDGUARD"
-_MAX_CLIENT_ID_LEN = 1024
+# Longest client id, in bytes of UTF-8: what a state snapshot can hold (csrc/detector.cpp,
+# kMaxClientIdLen). Counting characters instead let one long non-ASCII id make save_state()
+# unrestorable, losing every client's state on restart.
+MAX_CLIENT_ID_BYTES = 1024
 _VOLUME = SIGNALS.index("volume")  # the volume statistic is the client's query count
 
 
@@ -30,8 +35,8 @@ class Guard:
     Thread-safe.
 
     Raises:
-        DetectorError: profile is not a :class:`Profile`, policy not a :class:`Policy`, or
-            max_clients < 1.
+        DetectorArgumentError: profile is not a :class:`Profile`, policy not a :class:`Policy`,
+            or max_clients is not a positive int.
     """
 
     def __init__(
@@ -44,16 +49,17 @@ class Guard:
         seed: int | None = None,
     ) -> None:
         if not isinstance(profile, Profile):
-            raise DetectorError("profile must be an edgeguard Profile")
+            raise DetectorArgumentError("profile must be an edgeguard Profile")
         policy = Policy() if policy is None else policy
         if not isinstance(policy, Policy):
-            raise DetectorError("policy must be an edgeguard Policy")
+            raise DetectorArgumentError("policy must be an edgeguard Policy")
         if not isinstance(max_clients, int) or max_clients < 1:
-            raise DetectorError("max_clients must be a positive integer")
+            raise DetectorArgumentError("max_clients must be a positive integer")
         self.profile = profile
         self.policy = policy
         self.on_alert = on_alert
-        self._native = _core.Detector(**profile.native_args(max_clients=max_clients))
+        # The _core stub does not declare the detector bindings yet (csrc/detector_bindings.cpp).
+        self._native: Any = _core.Detector(**profile.native_args(max_clients=max_clients))  # type: ignore[attr-defined]
         self._thresholds = profile.thresholds
         self._shape = profile.input_shape
         self._profile_digest = hashlib.sha256(profile.to_bytes()).digest()
@@ -62,7 +68,12 @@ class Guard:
 
     # ------------------------------------------------------------------ observe
 
-    def observe(self, client_id: str, inputs, outputs=None) -> Decision:
+    def observe(
+        self,
+        client_id: str,
+        inputs: np.ndarray | Mapping[str, np.ndarray],
+        outputs: np.ndarray | Sequence[np.ndarray] | None = None,
+    ) -> Decision:
         """Records one request (one or more rows) from ``client_id`` and decides on its answer.
 
         ``inputs`` is what onnxruntime takes: an array, or a feed dict (the profile's
@@ -71,11 +82,12 @@ class Guard:
         the wrong shape or dtype are not refused here: they count as out-of-domain queries.
 
         Raises:
-            DetectorError: client_id is not a non-empty str of at most 1024 characters, the
-                feed dict is ambiguous, or outputs have the wrong shape.
+            DetectorArgumentError: client_id is not a non-empty str of at most
+                :data:`MAX_CLIENT_ID_BYTES` bytes of UTF-8 (or has no UTF-8 encoding, like a lone
+                surrogate), the feed dict is ambiguous, or outputs have no entry at the profile's
+                output_index or the wrong number of class scores.
         """
-        if type(client_id) is not str or not 0 < len(client_id) <= _MAX_CLIENT_ID_LEN:
-            raise DetectorError("client_id must be a non-empty str of at most 1024 characters")
+        _check_client_id(client_id)
         x = self._rows(inputs)
         if x is None:
             risk, peak, queries, first, stats = self._native.observe_malformed(client_id)
@@ -87,7 +99,7 @@ class Guard:
         alert = self._alert(client_id, queries, risk, stats) if first else None
         return self._decision(client_id, risk, peak, queries, stats, alert)
 
-    def _decide_batch(self, client_id: str, table: np.ndarray) -> Decision:
+    def _decide_batch(self, client_id: str, table: npt.NDArray[np.float32]) -> Decision:
         """Rows of table: the 7 statistics, risk, peak risk, first-alert flag (one per query)."""
         last = table[-1]
         queries = int(last[_VOLUME])
@@ -99,24 +111,26 @@ class Guard:
         stats = tuple(float(v) for v in last[:-3])
         return self._decision(client_id, float(last[-3]), float(last[-2]), queries, stats, alert)
 
-    def _alert(self, client_id, query_index, risk, stats) -> AlertEvent:
+    def _alert(self, client_id: str, query_index: int, risk: float, stats: tuple[float, ...]) -> AlertEvent:
         event = AlertEvent(client_id, query_index, risk, reasons_from(stats, self._thresholds))
         if self.on_alert is not None:
             self.on_alert(event)
         return event
 
-    def _decision(self, client_id, risk, peak, queries, stats, alert) -> Decision:
+    def _decision(
+        self, client_id: str, risk: float, peak: float, queries: int, stats: tuple[float, ...], alert: AlertEvent | None
+    ) -> Decision:
         action = self.policy.action(risk, peak)
         delay = self.policy.delay_s if action >= Action.THROTTLE else 0.0
-        return Decision(client_id, action, risk, peak, queries, stats, self._thresholds, alert, delay)
+        return Decision._new(client_id, action, risk, peak, queries, stats, self._thresholds, alert, delay)
 
-    def _rows(self, inputs) -> np.ndarray | None:
+    def _rows(self, inputs: object) -> npt.NDArray[np.float32] | None:
         """The request as contiguous float32 rows, or None if it does not fit the profile."""
         if isinstance(inputs, Mapping):
             name = self.profile.input_name
             if name is None:
                 if len(inputs) != 1:
-                    raise DetectorError("feed dict has several inputs and the profile names none")
+                    raise DetectorArgumentError("feed dict has several inputs and the profile names none")
                 (inputs,) = inputs.values()
             elif name in inputs:
                 inputs = inputs[name]
@@ -133,21 +147,30 @@ class Guard:
             return None
         return np.ascontiguousarray(inputs).reshape(rows, self.profile.dim)
 
-    def _scores(self, outputs, rows: int) -> np.ndarray | None:
+    def _scores(self, outputs: object, rows: int) -> npt.NDArray[np.float32] | None:
         if outputs is None or self.profile.classes == 0:
             return None
         if isinstance(outputs, Sequence) and not isinstance(outputs, np.ndarray):
             if not -len(outputs) <= self.profile.output_index < len(outputs):
-                raise DetectorError("outputs has no entry at the profile's output_index")
+                raise DetectorArgumentError("outputs has no entry at the profile's output_index")
             outputs = outputs[self.profile.output_index]
         y = np.asarray(outputs, dtype=np.float32)
         if y.size != rows * self.profile.classes:
-            raise DetectorError(f"class scores must have {rows} x {self.profile.classes} entries")
+            raise DetectorArgumentError(f"class scores must have {rows} x {self.profile.classes} entries")
         return y.reshape(rows, self.profile.classes)
 
     # -------------------------------------------------------------------- apply
 
-    def apply(self, decision: Decision, outputs, *, sleep: bool = True):
+    @overload
+    def apply(self, decision: Decision, outputs: np.ndarray, *, sleep: bool = True) -> np.ndarray: ...
+    @overload
+    def apply(self, decision: Decision, outputs: Sequence[np.ndarray], *, sleep: bool = True) -> Sequence[np.ndarray]: ...
+    @overload
+    def apply(self, decision: Decision, outputs: None, *, sleep: bool = True) -> None: ...
+
+    def apply(
+        self, decision: Decision, outputs: np.ndarray | Sequence[np.ndarray] | None, *, sleep: bool = True
+    ) -> np.ndarray | Sequence[np.ndarray] | None:
         """Returns ``outputs`` as the decision allows: unchanged, degraded, or delayed and degraded.
 
         ``outputs`` has the same form as for :meth:`observe`; a list stays a list, with only the
@@ -156,27 +179,31 @@ class Guard:
 
         Raises:
             QueryBlockedError: the decision is BLOCK.
-            DetectorError: decision is not a Decision, or outputs hold no class scores.
+            DetectorArgumentError: decision is not a :class:`Decision`, or the decision degrades
+                and outputs hold no class-score array.
         """
         if not isinstance(decision, Decision):
-            raise DetectorError("decision must come from Guard.observe")
+            raise DetectorArgumentError("decision must come from Guard.observe")
         if decision.action == Action.BLOCK:
             raise QueryBlockedError(f"client {decision.client_id!r} is blocked by the extraction policy")
         if decision.action < Action.DEGRADE:
             return outputs
         if decision.delay_s > 0 and sleep:
             time.sleep(decision.delay_s)
-        listed = isinstance(outputs, Sequence) and not isinstance(outputs, np.ndarray)
-        scores = outputs[self.profile.output_index] if listed else outputs
+        if isinstance(outputs, np.ndarray):
+            return self._degrade(outputs)
+        index = self.profile.output_index
+        if isinstance(outputs, Sequence) and -len(outputs) <= index < len(outputs):
+            out = list(outputs)
+            out[index] = self._degrade(out[index])
+            return out
+        raise DetectorArgumentError("outputs hold no class-score array to degrade")
+
+    def _degrade(self, scores: object) -> np.ndarray:
         if not isinstance(scores, np.ndarray) or scores.ndim == 0:
-            raise DetectorError("outputs hold no class-score array to degrade")
+            raise DetectorArgumentError("outputs hold no class-score array to degrade")
         with self._rng_lock:
-            degraded = self.policy.degrade_scores(scores, self._rng).astype(scores.dtype, copy=False)
-        if not listed:
-            return degraded
-        out = list(outputs)
-        out[self.profile.output_index] = degraded
-        return out
+            return self.policy.degrade_scores(scores, self._rng).astype(scores.dtype, copy=False)
 
     # -------------------------------------------------------- clients and state
 
@@ -186,28 +213,28 @@ class Guard:
 
     def tracked(self, client_id: str) -> bool:
         """Whether ``client_id`` currently has state."""
-        return self._native.known(client_id)
+        return bool(self._native.known(client_id))
 
     @property
     def clients(self) -> int:
         """How many clients currently have state."""
-        return self._native.clients()
+        return int(self._native.clients())
 
     @property
     def evictions(self) -> int:
         """How many clients were forgotten to keep within max_clients."""
-        return self._native.evictions()
+        return int(self._native.evictions())
 
     @property
     def state_bytes_per_client(self) -> int:
         """Bytes of detector state each tracked client holds (fixed, whatever it sends)."""
-        return self._native.state_bytes_per_client()
+        return int(self._native.state_bytes_per_client())
 
     def save_state(self) -> bytes:
         """A snapshot of every client's state, bound to this guard's profile."""
-        return _STATE_MAGIC + self._profile_digest + self._native.save()
+        return _STATE_MAGIC + self._profile_digest + bytes(self._native.save())
 
-    def restore_state(self, blob: bytes) -> None:
+    def restore_state(self, blob: bytes | bytearray | memoryview) -> None:
         """Replaces all client state with a :meth:`save_state` snapshot.
 
         Raises:
@@ -224,3 +251,16 @@ class Guard:
             self._native.restore(blob[head:])
         except ValueError as e:
             raise DetectorError(f"guard state rejected: {e}") from None
+
+
+def _check_client_id(client_id: object) -> None:
+    """Refuses what a snapshot could not restore: the native core stores ids as UTF-8 bytes."""
+    if type(client_id) is str:
+        try:
+            size = len(client_id.encode("utf-8"))
+        except UnicodeEncodeError:
+            size = 0
+        if 0 < size <= MAX_CLIENT_ID_BYTES:
+            return
+    raise DetectorArgumentError(
+        f"client_id must be a non-empty str of at most {MAX_CLIENT_ID_BYTES} bytes of UTF-8")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DetectorError
+from ..errors import DetectorArgumentError
 from .events import Action
 
 
@@ -20,7 +20,8 @@ class Policy:
     renormalising. Throttling delays each answer by ``delay_s``.
 
     Raises:
-        DetectorError: levels below 1 or out of order, or negative settings.
+        DetectorArgumentError: levels below 1 or out of order, or a negative noise, delay_s or
+            decimals.
     """
 
     degrade_at: float | None = None
@@ -35,9 +36,9 @@ class Policy:
     def __post_init__(self) -> None:
         levels = [v for v in (self.degrade_at, self.throttle_at, self.block_at) if v is not None]
         if any(v < 1.0 for v in levels) or levels != sorted(levels):
-            raise DetectorError("action levels must be >= 1 and ordered degrade <= throttle <= block")
+            raise DetectorArgumentError("action levels must be >= 1 and ordered degrade <= throttle <= block")
         if self.noise < 0 or self.delay_s < 0 or (self.decimals is not None and self.decimals < 0):
-            raise DetectorError("noise, delay_s and decimals must be non-negative")
+            raise DetectorArgumentError("noise, delay_s and decimals must be non-negative")
 
     @classmethod
     def alert_only(cls) -> Policy:

@@ -24,11 +24,13 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _core
+from .._files import atomic_output
 from ..errors import ProfileError
 from .events import SIGNALS
 
@@ -59,7 +61,12 @@ def _f32(x: float) -> float:
 
 @dataclass(frozen=True, eq=False)
 class Profile:
-    """A calibrated benign reference profile. Build one with :meth:`build`; treat it as immutable."""
+    """A calibrated benign reference profile. Build one with :meth:`build`; treat it as immutable.
+
+    Raises:
+        ProfileError: the fields are inconsistent with each other or values the native detector
+            would refuse.
+    """
 
     dim: int
     sketch_dim: int
@@ -82,7 +89,7 @@ class Profile:
     reservoir: int = 96
     input_name: str | None = None
     output_index: int = 0
-    calibration: dict = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in _ARRAYS:  # private read-only copies: a profile cannot change under a guard
@@ -90,7 +97,7 @@ class Profile:
             arr.flags.writeable = False
             object.__setattr__(self, name, arr)
         try:
-            _core.Detector(**self.native_args(max_clients=1))
+            _core.Detector(**self.native_args(max_clients=1))  # type: ignore[attr-defined]  # not in the stub
         except (ValueError, TypeError) as e:
             raise ProfileError(f"inconsistent profile: {e}") from None
         if math.prod(self.input_shape) != self.dim:
@@ -287,19 +294,22 @@ class Profile:
             raise ProfileError("profile encoding is not canonical")
         return profile
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Writes :meth:`to_bytes` to ``path`` atomically (temporary file, then rename).
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Writes :meth:`to_bytes` to ``path`` (mode 0o644) through edgeguard's atomic writer: the
+        file appears complete or not at all, and without ``overwrite`` an existing file is never
+        replaced.
 
         Raises:
-            OSError: the file cannot be written.
+            FileExistsError: ``path`` exists and overwrite is False.
+            OSError: the file cannot be written (nothing is left behind).
         """
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(self.to_bytes())
-        os.replace(tmp, path)
+        data = self.to_bytes()
+        with atomic_output(path, overwrite=overwrite, mode=0o644) as (fd, _tmp):
+            with os.fdopen(os.dup(fd), "wb") as f:
+                f.write(data)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Profile:
+    def load(cls, path: str | os.PathLike[str]) -> Profile:
         """Reads a profile written by :meth:`save`.
 
         Raises:
@@ -310,7 +320,7 @@ class Profile:
             data = f.read(MAX_PROFILE_BYTES + 1)
         return cls.from_bytes(data)
 
-    def native_args(self, max_clients: int) -> dict:
+    def native_args(self, max_clients: int) -> dict[str, Any]:
         """Keyword arguments for the native ``_core.Detector`` built from this profile."""
         return dict(
             dim=self.dim, sketch_dim=self.sketch_dim, classes=self.classes, mean=self.mean,
@@ -329,19 +339,27 @@ def _count(v: object) -> int:
 
 
 def _number(v: object) -> float:
-    if type(v) not in (int, float) or not math.isfinite(v):
-        raise ProfileError("expected a finite number in the profile header")
-    return float(v)
+    if (type(v) is int or type(v) is float) and math.isfinite(v):
+        return float(v)
+    raise ProfileError("expected a finite number in the profile header")
 
 
-def _predict(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, shape: tuple) -> np.ndarray:
+def _predict(
+    predict: Callable[[np.ndarray], np.ndarray], x: npt.NDArray[np.float32], shape: tuple[int, ...]
+) -> npt.NDArray[np.float32]:
     y = np.asarray(predict(x.reshape((len(x), *shape))), dtype=np.float32)
     if y.ndim != 2 or y.shape[0] != len(x) or y.shape[1] < 2 or not np.isfinite(y).all():
         raise ProfileError("predict must return finite class scores shaped (n, classes >= 2)")
     return y
 
 
-def _novelty_parts(x, mean, components, center, scale):
+def _novelty_parts(
+    x: npt.NDArray[np.floating[Any]],
+    mean: npt.NDArray[np.floating[Any]],
+    components: npt.NDArray[np.floating[Any]],
+    center: npt.NDArray[np.floating[Any]],
+    scale: npt.NDArray[np.floating[Any]],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Per-row robust Mahalanobis distance inside the sketch and residual norm outside it."""
     z = (x - mean) @ components.T
     mahal = np.sqrt((((z - center) / scale) ** 2).mean(axis=1))
@@ -349,29 +367,38 @@ def _novelty_parts(x, mean, components, center, scale):
     return mahal, resid
 
 
-def _near_distance(z: np.ndarray, reservoir: int, rng: np.random.Generator) -> float:
+def _near_distance(z: npt.NDArray[np.float64], reservoir: int, rng: np.random.Generator) -> float:
     """A fraction of the median nearest-neighbour sketch distance within history-sized benign samples.
 
     The median is stable across calibration subsets where low quantiles are not (digits subsets
     differ 2-3x in how many near-twins they hold); small-perturbation chains sit well inside it.
     """
-    nearest = []
+    samples = []
     for _ in range(32):
         s = z[rng.choice(len(z), size=min(reservoir + 1, len(z)), replace=False)]
         d = ((s[:, None, :] - s[None, :, :]) ** 2).sum(-1)
         np.fill_diagonal(d, np.inf)
         d[d == 0] = np.inf  # identical calibration samples are resubmits, not neighbours
-        nearest.append(np.sqrt(d.min(axis=1)))
-    nearest = np.concatenate(nearest)
+        samples.append(np.sqrt(d.min(axis=1)))
+    nearest = np.concatenate(samples)
     return _NEAR_FRACTION * float(np.median(nearest[np.isfinite(nearest)]))
 
 
-def _replay_benign_streams(profile, held, predict, rng, streams, length, noise_sigma, resubmit_rate):
+def _replay_benign_streams(
+    profile: Profile,
+    held: npt.NDArray[np.float32],
+    predict: Callable[[np.ndarray], np.ndarray] | None,
+    rng: np.random.Generator,
+    streams: int,
+    length: int,
+    noise_sigma: float,
+    resubmit_rate: float,
+) -> npt.NDArray[np.float32]:
     """Runs simulated benign clients through the native detector with every signal disarmed.
 
     Returns the per-query statistics, shaped (streams, length, signals).
     """
-    det = _core.Detector(**profile.native_args(max_clients=streams))
+    det = _core.Detector(**profile.native_args(max_clients=streams))  # type: ignore[attr-defined]  # not in the stub
     z = (held - profile.mean) @ profile.components.T
     out = np.empty((streams, length, len(SIGNALS)), np.float32)
     for s in range(streams):
@@ -396,7 +423,14 @@ def _replay_benign_streams(profile, held, predict, rng, streams, length, noise_s
     return out
 
 
-def _thresholds(stats, target_fpr, volume_budget, has_outputs, novelty_floor, coverage_armed):
+def _thresholds(
+    stats: npt.NDArray[np.float32],
+    target_fpr: float,
+    volume_budget: int | None,
+    has_outputs: bool,
+    novelty_floor: float,
+    coverage_armed: bool,
+) -> tuple[float, ...]:
     """Per-signal thresholds so that at most target_fpr of benign streams ever cross any of them.
 
     No threshold is below its floor: the novelty CUSUM needs at least two maximally novel queries,
@@ -421,7 +455,7 @@ def _thresholds(stats, target_fpr, volume_budget, has_outputs, novelty_floor, co
             t[name] = max(floors[name], level)
     # The combined score is the sum of the window signals' ratios, so it is calibrated after them.
     idx = [SIGNALS.index(n) for n in ("novelty", "chain", "low_margin")]
-    ratios = sum(stats[:, :, j] / t[SIGNALS[j]] for j in idx)
+    ratios = sum((stats[:, :, j] / t[SIGNALS[j]] for j in idx), np.zeros_like(stats[:, :, 0]))
     t["combined"] = max(_COMBINED_FLOOR, _THRESHOLD_MARGIN * float(np.quantile(ratios.max(axis=1), q)))
     if volume_budget is not None:
         t["volume"] = float(volume_budget)
