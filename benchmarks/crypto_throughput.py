@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 2's crypto throughput benchmark: seal/open of the native chunked AEAD core next to
+"""The crypto throughput benchmark: seal/open of the native chunked AEAD core next to
 `openssl speed`, written as a JSON result document (schema: src/edgeguard/bench/schema.json).
 
     python benchmarks/crypto_throughput.py [--quick | --full] [--output results/crypto_throughput.json]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 3's load-time, memory and latency benchmark of the secure runtime against plain
+"""The load-time, memory and latency benchmark of the secure runtime against plain
 onnxruntime: the load and inference suites of `edgeguard bench` (edgeguard.bench.runtime), with
 this script's own defaults.
 

@@ -102,8 +102,8 @@ def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         module = None
     if module is None or shutil.which("softhsm2-util") is None:
         if os.geteuid() == 0:
-            pytest.fail("SoftHSM2 or python-pkcs11 is missing: run tools/setup-softhsm.sh (CI must not skip this)")
-        pytest.skip("SoftHSM2 or python-pkcs11 is not installed and installing them needs root (tools/setup-softhsm.sh)")
+            pytest.fail("SoftHSM2 or python-pkcs11 is missing: run tools/setup-test-system.sh (CI must not skip this)")
+        pytest.skip("SoftHSM2 or python-pkcs11 is not installed and installing them needs root (tools/setup-test-system.sh)")
     from pkcs11 import Attribute, KeyType, ObjectClass
     from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 

@@ -32,8 +32,8 @@ _WRITE_FLAGS = re.compile(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND")
 def test_loading_opens_no_file_for_writing(tmp_path: Path) -> None:
     if shutil.which("strace") is None:
         if os.geteuid() == 0:
-            pytest.fail("strace is missing: run tools/setup-softhsm.sh (CI must not skip this test)")
-        pytest.skip("strace is not installed and installing it needs root (tools/setup-softhsm.sh)")
+            pytest.fail("strace is missing: run tools/setup-test-system.sh (CI must not skip this test)")
+        pytest.skip("strace is not installed and installing it needs root (tools/setup-test-system.sh)")
     keys = make_keys(tmp_path)
     sealed = seal(make_mlp(tmp_path / "m.onnx"), tmp_path / "m.sealed", keys)
     log = tmp_path / "strace.log"

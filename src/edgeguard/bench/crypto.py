@@ -5,7 +5,7 @@ memory) and ``digest_chunks`` calls: one untimed warm-up call (it also faults in
 pages), then several timed repetitions, reported as the median. In the same run it measures
 ``openssl speed -evp`` for both AEADs and SHA-256 at 1 MiB blocks (and SHA-256 at 16 KiB), and
 derives the single-core limit of a chunked open, which must both authenticate and hash every
-byte: ``1 / (1/aead + 1/sha256)``. Issue 2's goal is open >= 0.9x that limit on one thread, with
+byte: ``1 / (1/aead + 1/sha256)``. The goal is open >= 0.9x that limit on one thread, with
 near-linear scaling across real cores.
 """
 

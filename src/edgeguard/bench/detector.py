@@ -6,7 +6,7 @@ from benign inputs (its answers from plain onnxruntime), then:
 
 * ``observe``: per-request latency of ``Guard.observe(client_id, inputs, outputs)`` through the
   Python API, requests of 1 and 32 rows from fresh benign inputs, clients in rotation; after a
-  warm-up, percentiles over every request. Issue 3's goal: p99 <= 50 us at one row.
+  warm-up, percentiles over every request. Goal: p99 <= 50 us at one row.
 * ``state_bytes_per_client``: the fixed detector state each tracked client holds.
 * ``guarded_run``: ``InferenceSession(sealed, hygiene="fast", guard=guard).run`` against the
   same session without a guard, interleaved like the inference suite, one row per query.

@@ -167,7 +167,7 @@ def _load_tables(docs: Sequence[dict[str, Any]]) -> list[str]:
                          f"{_ms(r['load_s'])} ({_ms(r['load_min_s'])}) | {_ratio(r['load_s'] / plain)} | "
                          f"{_mb(r['peak_rss_above_baseline_bytes'])} | "
                          f"{r['peak_rss_above_baseline_bytes'] / m['model_bytes']:.2f} | {_ms(r.get('first_b1_s'))} |")
-    lines += ["", "Goals (issue 3): strict load <= 0.6x and fast load <= 1.1x plain_path; strict peak RSS <= "
+    lines += ["", "Goals: strict load <= 0.6x and fast load <= 1.1x plain_path; strict peak RSS <= "
               "1.1x the model size. 'less session' subtracts what a session of a 20 kB model costs (thread "
               "pool, arena, code pages), which dominates small models.", "",
               "| platform | model MB | strict/plain load | met | fast/plain load | met | strict RSS / model | met | "
@@ -187,7 +187,7 @@ def _inference_tables(docs: Sequence[dict[str, Any]]) -> list[str]:
         return []
     lines = ["", "## Inference: per-query latency (ms)", "",
              "Plain onnxruntime, edgeguard strict and fast sessions of the same model in one process, timed "
-             "in interleaved blocks after a warm-up. Goal (issue 3): fast within 3% of plain (p50).", "",
+             "in interleaved blocks after a warm-up. Goal: fast within 3% of plain (p50).", "",
              "| platform | model MB | batch | plain p50 | plain p99 | strict p50 | strict p99 | fast p50 | fast p99 | "
              "strict/plain p50 | fast/plain p50 | fast/plain p99 | goal met |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -209,7 +209,7 @@ def _detector_tables(docs: Sequence[dict[str, Any]]) -> list[str]:
         return []
     lines = ["", "## Detector: `Guard.observe` latency (us)", "",
              "Per request through the Python API, on the bundled synthetic classifier workload (benign "
-             "traffic, clients in rotation). Goal (issue 3): p99 <= 50 us for one row.", "",
+             "traffic, clients in rotation). Goal: p99 <= 50 us for one row.", "",
              "| platform | rows | requests | p50 | p99 | p99.9 | max | state bytes / client | goal met |",
              "|---|---|---|---|---|---|---|---|---|"]
     for d, det in runs:

@@ -14,7 +14,7 @@ inference: plain, strict and fast sessions of one model in this process, run in 
 blocks (alternating order) so that other load on the machine hits every mode alike; per-query
 latency percentiles at batch 1 and 32 after a warm-up.
 
-Issue 3's goals: strict load <= 0.6x and fast load <= 1.1x the plain path load; strict peak RSS
+Goals: strict load <= 0.6x and fast load <= 1.1x the plain path load; strict peak RSS
 <= 1.1x the model size above the baseline; fast-mode inference within 3% of plain.
 """
 
