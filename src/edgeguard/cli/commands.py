@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -112,7 +113,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
     recipients = _recipients(args)
     cipher = _auto_cipher(args.target) if args.cipher == "auto" else args.cipher
     section = profile_section(args)
-    with tempfile.TemporaryDirectory(prefix="edgeguard-optimize-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgeguard-optimize-") if args.optimize else contextlib.nullcontext("") as tmp:
         source = _optimized(model, Path(tmp)) if args.optimize else model
         progress = Progress("sealing", source.stat().st_size)
         try:
