@@ -80,9 +80,8 @@ class CliFiles:
     p256_dev_pub: Path
 
 
-@pytest.fixture
-def w(tmp_path: Path) -> CliFiles:
-    d = tmp_path
+def make_world(d: Path) -> CliFiles:
+    """Keys made with `edgeguard keygen` and a small raw model in `d`."""
     for name, kind in (("publisher", "ed25519"), ("other", "p256"), ("device", "x25519"), ("p256dev", "p256")):
         r = cli("keygen", "--type", kind, "-o", d / f"{name}.key", "--json")
         assert r.code == 0 and r.json()["type"] == kind
@@ -90,6 +89,11 @@ def w(tmp_path: Path) -> CliFiles:
     model.write_bytes(bytes(range(256)) * 40)
     return CliFiles(d, model, d / "publisher.key", d / "publisher.key.pub", d / "other.key.pub", d / "device.key",
                  d / "device.key.pub", d / "p256dev.key", d / "p256dev.key.pub")  # fmt: skip
+
+
+@pytest.fixture
+def w(tmp_path: Path) -> CliFiles:
+    return make_world(tmp_path)
 
 
 def seal(w: CliFiles, out: str = "m.sealed", *extra: str | Path) -> Result:
@@ -164,8 +168,9 @@ def test_seal_text_output_and_force(w: CliFiles) -> None:
 
 
 @pytest.mark.parametrize(("extra", "code", "message"), [
-    (["--chunk-size", "12K"], EXIT_FORMAT, "power of two"),
-    (["--chunk-size", "2K"], EXIT_FORMAT, "chunk_size"),
+    (["--chunk-size", "12K"], EXIT_USAGE, "--chunk-size: must be a power of two in 4K..64M"),
+    (["--chunk-size", "2K"], EXIT_USAGE, "--chunk-size: must be a power of two in 4K..64M"),
+    (["--chunk-size", "128M"], EXIT_USAGE, "--chunk-size: must be a power of two in 4K..64M"),
     (["--chunk-size", "lots"], EXIT_USAGE, None),
     (["--label", "novalue"], EXIT_USAGE, None),
     (["--label", "=v"], EXIT_USAGE, None),
@@ -176,12 +181,23 @@ def test_seal_text_output_and_force(w: CliFiles) -> None:
     (["--threads", "-1"], EXIT_USAGE, "--threads"),
     (["--threads", "99999999999"], EXIT_USAGE, "--threads"),
     (["--passphrase"], EXIT_USAGE, "--passphrase cannot be combined with --recipient"),
-    (["--not-before", "2030-01-01", "--not-after", "2029-01-01"], EXIT_FORMAT, "not_before"),
-    (["--label", "k" * 65 + "=v"], EXIT_FORMAT, "label key"),
+    (["--not-before", "2030-01-01", "--not-after", "2029-01-01"], EXIT_USAGE, "--not-before (2030-01-01T00:00:00Z) must be earlier than --not-after"),
+    (["--not-before", "@5", "--not-after", "@5"], EXIT_USAGE, "must be earlier than --not-after"),
+    (["--not-before", "1960-01-01"], EXIT_USAGE, "--not-before: '1960-01-01' is before 1970"),
+    (["--not-after", "@9007199254740992"], EXIT_USAGE, "--not-after:"),
+    (["--label", "k" * 65 + "=v"], EXIT_USAGE, "--label: a label key is at most 64 bytes"),
+    (["--label", "k=" + "v" * 257], EXIT_USAGE, "--label: a label value is at most 256 bytes"),
+    (["--label", "k=1", "--label", "k=2"], EXIT_USAGE, "--label k=... is given twice"),
+    ([f"--label=k{i}=v" for i in range(65)], EXIT_USAGE, "at most 64 --label options"),
+    (["--name", ""], EXIT_USAGE, "--name: a model name is 1..256 bytes"),
+    (["--name", "n" * 257], EXIT_USAGE, "--name: a model name is 1..256 bytes"),
+    (["--model-version", "-1"], EXIT_USAGE, "--model-version: a model version is an integer in 0..9007199254740991"),
+    (["--model-version", "9007199254740992"], EXIT_USAGE, "--model-version"),
     (["--kind", "safetensors"], EXIT_FORMAT, "safetensors"),
     (["--kind", "onnx"], EXIT_FORMAT, "ONNX"),
-], ids=["chunk-12K", "chunk-2K", "chunk-text", "label", "label-key", "date", "version", "cipher", "kind", "threads-negative", "threads-huge", "passphrase+recipient",
-        "window", "label-too-long", "not-safetensors", "not-onnx"])  # fmt: skip
+], ids=["chunk-12K", "chunk-2K", "chunk-128M", "chunk-text", "label", "label-key", "date", "version", "cipher", "kind", "threads-negative", "threads-huge",
+        "passphrase+recipient", "window", "empty-window", "before-1970", "after-max-int", "label-key-too-long", "label-value-too-long", "label-twice",
+        "too-many-labels", "empty-name", "name-too-long", "negative-version", "version-too-big", "not-safetensors", "not-onnx"])  # fmt: skip
 def test_seal_errors(w: CliFiles, extra: list[str], code: int, message: str | None) -> None:
     before = files(w)
     failed(seal(w, "m.sealed", *extra), code, message)

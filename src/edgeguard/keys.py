@@ -60,17 +60,22 @@ def public_pem(public_key: PublicKey) -> bytes:
 
 
 def write_private_key(path: str | os.PathLike[str], private_key: PrivateKey) -> None:
-    """Creates `path` with mode 0600. Raises FileExistsError rather than overwrite a key."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(export_private_pem(private_key))
+    """Creates `path` with mode 0600, atomically: a full disk leaves no empty or half key file.
+
+    Raises:
+        FileExistsError: rather than overwrite a key.
+        OSError: the file cannot be written.
+    """
+    from ._files import write_file
+
+    write_file(path, export_private_pem(private_key), overwrite=False, mode=0o600)
 
 
 def write_public_key(path: str | os.PathLike[str], public_key: PublicKey) -> None:
-    """Creates `path` (0644). Raises FileExistsError rather than overwrite."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(public_pem(public_key))
+    """Creates `path` (0644), atomically. Raises FileExistsError rather than overwrite, OSError."""
+    from ._files import write_file
+
+    write_file(path, public_pem(public_key), overwrite=False, mode=0o644)
 
 
 def _read_key_file(path: str | os.PathLike[str], private: bool) -> bytes:

@@ -7,6 +7,7 @@ DEK holders, the publisher's signature over the header and every chunk digest fo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import mmap
 import os
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import _core, kinds
-from ._files import atomic_output
+from ._files import atomic_output, write_fd
 from .format import (
     DEFAULT_CHUNK_SIZE,
     SALT_LEN,
@@ -113,18 +114,46 @@ def seal_payload(
         key, nonce_prefix = derive_payload_key(dek, salt, cipher)
         payload_offset = len(head) + 96
         total = payload_offset + header.sealed_payload_len
+
+        def fill(out: Any) -> None:
+            out[: len(head)] = head
+            chunks = memoryview(out)[payload_offset:]
+            try:
+                root = _core.seal_chunks(cipher, key, nonce_prefix, header_digest, chunk_size, view, chunks, threads, progress)
+            finally:
+                chunks.release()
+            out[len(head) : payload_offset] = root + signer.sign(header_digest, root)
+
         with atomic_output(out_path, overwrite=overwrite) as (fd, _tmp):
-            os.ftruncate(fd, total)
-            with mmap.mmap(fd, total) as out:
-                out[: len(head)] = head
-                chunks = memoryview(out)[payload_offset:]
-                try:
-                    root = _core.seal_chunks(cipher, key, nonce_prefix, header_digest, chunk_size, view, chunks, threads, progress)
-                finally:
-                    chunks.release()
-                out[len(head) : payload_offset] = root + signer.sign(header_digest, root)
-                out.flush()
+            if _preallocate(fd, total):
+                with mmap.mmap(fd, total) as out:
+                    fill(out)
+                    out.flush()
+            else:
+                buffer = bytearray(total)
+                fill(buffer)
+                write_fd(fd, buffer)
         return SealResult(header=header, path=Path(out_path), size=total)
+
+
+def _preallocate(fd: int, size: int) -> bool:
+    """Reserves `size` bytes of disk for `fd`, so that a full disk is an ENOSPC here rather than a
+    SIGBUS when the mmap of a sparse file is written. False where the file system (or the OS, as
+    macOS) cannot: the caller then writes the file with write(), which reports ENOSPC itself.
+
+    Raises:
+        OSError: ENOSPC, EFBIG, EIO, ...
+    """
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is None:
+        return False
+    try:
+        fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL):  # EINVAL: not supported here (POSIX)
+            return False
+        raise
+    return True
 
 
 def build_model_payload(path: Path, kind: str, detector_profile: bytes | None = None) -> bytearray:

@@ -145,8 +145,10 @@ def unseal_file(
     *,
     threads: int = 0,
     progress: ProgressFn | None = None,
+    admit: Callable[[Header], None] | None = None,
 ) -> Opened:
     """Explicit recovery: writes the original model to `out_path` (never overwriting; atomic).
+    `admit` is as for :func:`decrypt_file`.
 
     Each payload kind writes its original file (:meth:`~edgeguard.kinds.base.PayloadKind.write_original`):
     an ONNX model comes back self-contained with its weights embedded again.
@@ -158,7 +160,7 @@ def unseal_file(
     target = Path(out_path)
     if target.exists():
         raise FileExistsError(f"{target} already exists")
-    opened = decrypt_file(path, identities, trust, threads=threads, progress=progress)
+    opened = decrypt_file(path, identities, trust, threads=threads, progress=progress, admit=admit)
     kinds.get(opened.container.header.payload_kind).write_original(opened.layout, opened.buffer, target)
     return opened
 

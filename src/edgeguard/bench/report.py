@@ -8,11 +8,14 @@ fast the platform is. matplotlib (the ``bench`` extra) is imported only here, an
 
 from __future__ import annotations
 
+import io
+import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from edgeguard._files import write_file
 from edgeguard.bench.results import load
 
 GB = 1e9
@@ -246,7 +249,7 @@ def _title(base: str, docs: Sequence[dict[str, Any]]) -> str:
     return base + (" (includes emulated results)" if any(d["emulated"] for d in docs) else "")
 
 
-def plot_throughput(docs: Sequence[dict[str, Any]], path: Path) -> None:
+def plot_throughput(docs: Sequence[dict[str, Any]], path: Path | BinaryIO) -> None:
     """Grouped bars: single-thread seal/open (per CPU-second) and openssl speed (which divides by
     CPU time too) per algorithm, per platform."""
     import matplotlib
@@ -278,11 +281,11 @@ def plot_throughput(docs: Sequence[dict[str, Any]], path: Path) -> None:
     ax.set_title(_title("Crypto throughput per platform", docs), fontsize=10)
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
 
 
-def plot_scaling(docs: Sequence[dict[str, Any]], path: Path) -> None:
+def plot_scaling(docs: Sequence[dict[str, Any]], path: Path | BinaryIO) -> None:
     """Open throughput and speedup against thread count, one line per platform and cipher; dotted:
     the speedup implied by CPU efficiency, i.e. with the cores free of other jobs."""
     import matplotlib
@@ -317,7 +320,7 @@ def plot_scaling(docs: Sequence[dict[str, Any]], path: Path) -> None:
     fig.suptitle(_title("Thread scaling of open", docs), fontsize=10)
     entries = sum(len(_crypto(d)["summary"]) for d in docs) + 2
     fig.tight_layout(rect=(0, 0.04 + 0.04 * ((entries + 1) // 2), 1, 1))
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
 
 
@@ -330,7 +333,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_load(docs: Sequence[dict[str, Any]], path: Path) -> None:
+def plot_load(docs: Sequence[dict[str, Any]], path: Path | BinaryIO) -> None:
     """Load time and peak RSS above baseline against model size: colour per mode, line style per
     platform."""
     plt = _pyplot()
@@ -371,11 +374,11 @@ def plot_load(docs: Sequence[dict[str, Any]], path: Path) -> None:
                [display_label(d) for d in docs], fontsize=7, ncol=2, loc="lower center")
     fig.suptitle(_title("Sealed vs plain load against model size", docs), fontsize=10)
     fig.tight_layout(rect=(0, 0.04 + 0.04 * ((len(docs) + 1) // 2), 1, 1))
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
 
 
-def plot_inference(docs: Sequence[dict[str, Any]], path: Path) -> None:
+def plot_inference(docs: Sequence[dict[str, Any]], path: Path | BinaryIO) -> None:
     """Bars: strict/plain and fast/plain per-query p50 latency, grouped by platform and batch size."""
     plt = _pyplot()
     docs = _distinct([d for d in docs if "inference" in d["suites"]])
@@ -393,11 +396,11 @@ def plot_inference(docs: Sequence[dict[str, Any]], path: Path) -> None:
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(_title("Inference overhead per query", docs), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
 
 
-def plot_detector(docs: Sequence[dict[str, Any]], path: Path) -> None:
+def plot_detector(docs: Sequence[dict[str, Any]], path: Path | BinaryIO) -> None:
     """CDF of Guard.observe latency per platform and request size, from the stored percentiles."""
     plt = _pyplot()
     docs = _distinct([d for d in docs if "detector" in d["suites"]])
@@ -414,7 +417,7 @@ def plot_detector(docs: Sequence[dict[str, Any]], path: Path) -> None:
     ax.legend(fontsize=7)
     ax.set_title(_title("Detector latency distribution", docs), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
 
 
@@ -427,20 +430,40 @@ PLOTS = (
 )
 
 
-def write_report(paths: Sequence[str | Path], out_dir: str | Path, plots: bool = True) -> Path:
+def write_report(paths: Sequence[str | Path], out_dir: str | Path, plots: bool = True, *, overwrite: bool = True) -> Path:
     """Loads and validates result files, writes ``report.md`` (and PNGs) into out_dir.
 
-    Returns the Markdown path. Raises ResultsError for an invalid file, OSError for I/O, and
-    ImportError when plots are asked for without matplotlib installed.
+    Returns the Markdown path. Each file is written atomically, after every plot has been drawn;
+    on any failure the files this call wrote are removed again.
+
+    Raises:
+        ResultsError: an invalid result file.
+        FileExistsError: a file to write exists and `overwrite` is False (nothing is written).
+        OSError: I/O.
+        ImportError: plots are asked for without matplotlib installed.
     """
     docs = [load(p) for p in paths]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    images = {}
-    for name, file, suite, fn in PLOTS if plots else ():
-        if any(suite in d["suites"] for d in docs):
-            fn(docs, out / file)
-            images[name] = file
+    drawn = [(name, file, fn) for name, file, suite, fn in PLOTS if plots and any(suite in d["suites"] for d in docs)]
     md = out / "report.md"
-    md.write_text(markdown(docs, images))
+    if not overwrite:
+        for path in [md] + [out / file for _, file, _ in drawn]:
+            if os.path.lexists(path):
+                raise FileExistsError(f"{path} already exists")
+    files: dict[Path, bytes] = {}
+    for _, file, fn in drawn:
+        png = io.BytesIO()
+        fn(docs, png)
+        files[out / file] = png.getvalue()
+    files[md] = markdown(docs, {name: file for name, file, _ in drawn}).encode()
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    try:
+        for path, data in files.items():
+            write_file(path, data, overwrite=overwrite)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return md

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edgeguard._files import write_file
 from edgeguard.bench.fingerprint import fingerprint as _fingerprint
 
 FORMAT = "edgeguard-bench"
@@ -78,8 +79,13 @@ def load(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def dump(doc: dict[str, Any], path: str | Path) -> None:
-    """Writes a document as indented JSON (creating parent directories). Raises OSError."""
+def dump(doc: dict[str, Any], path: str | Path, *, overwrite: bool = True) -> None:
+    """Writes a document as indented JSON, atomically (creating parent directories).
+
+    Raises:
+        FileExistsError: `path` exists and `overwrite` is False.
+        OSError: the file cannot be written (a failure leaves no file).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    write_file(path, (json.dumps(doc, indent=2) + "\n").encode(), overwrite=overwrite)

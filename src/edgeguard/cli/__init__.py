@@ -8,6 +8,8 @@ subcommand lives in a module of this package; the library modules hold no CLI or
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import os
 import sys
 from typing import Callable, NoReturn, Sequence
@@ -22,7 +24,7 @@ from ..errors import (
     NotARecipientError,
     UntrustedSignerError,
 )
-from ..format import CIPHERS, DEFAULT_CHUNK_SIZE
+from ..format import CIPHERS, DEFAULT_CHUNK_SIZE, MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS, MAX_NAME_LENGTH, MAX_RECIPIENTS
 from ._common import (
     EXIT_CODES,
     EXIT_ERROR,
@@ -34,10 +36,14 @@ from ._common import (
     EXIT_USAGE,
     PASSPHRASE_ENV,
     CliError,
+    parse_chunk_size,
     parse_label,
-    parse_size,
+    parse_name,
     parse_threads,
     parse_time,
+    parse_version,
+    safe_lines,
+    say,
 )
 from .commands import cmd_inspect, cmd_keygen, cmd_seal, cmd_unseal, cmd_verify
 
@@ -45,7 +51,9 @@ from .commands import cmd_inspect, cmd_keygen, cmd_seal, cmd_unseal, cmd_verify
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(print)
+    summary = run_demo(lambda line: None if args.json else say(line))
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
     return EXIT_OK
 
 
@@ -65,7 +73,7 @@ class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         command = self.prog.partition(" ")[2]
-        self.exit(EXIT_USAGE, f"edgeguard: error: {command + ': ' if command else ''}{message}\n")
+        self.exit(EXIT_USAGE, safe_lines(f"edgeguard: error: {command + ': ' if command else ''}{message}") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,54 +94,67 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
         return p
 
+    json_help = "machine-readable output: one JSON document on stdout"
+    threads_help = "worker threads, 0..65536 (default 0: all cores)"
+    trust_help = "trusted publisher public key (PEM); repeatable"
+    validity_help = "accept a file outside its --not-before/--not-after window (with a warning) instead of exit code 6"
+
     p = add("keygen", "generate a signing key (ed25519, p256) or a device key (x25519, p256)", cmd_keygen)
-    p.add_argument("--type", choices=("ed25519", "p256", "x25519"), required=True)
-    p.add_argument("-o", "--output", required=True, help="private key file (PKCS#8 PEM, created 0600)")
-    p.add_argument("--public", help="public key file (default: OUTPUT.pub)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--type", choices=("ed25519", "p256", "x25519"), required=True,
+                   help="ed25519: publisher signing key; x25519: device key; p256: either (e.g. for hardware that lacks the others)")
+    p.add_argument("-o", "--output", required=True, help="private key file (PKCS#8 PEM, created 0600); never overwritten")
+    p.add_argument("--public", help="public key file (default: OUTPUT.pub); never overwritten")
+    p.add_argument("--json", action="store_true", help=json_help)
 
     p = add("seal", "encrypt, sign and wrap a model for one or more devices", cmd_seal)
     p.add_argument("model", help="ONNX model, safetensors file, or any file (sealed raw)")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--sign", required=True, metavar="KEY", help="publisher signing key (ed25519 or p256)")
-    p.add_argument("--recipient", action="append", default=[], metavar="PUB", help="device public key (x25519 or p256); repeatable")
+    p.add_argument("-o", "--output", required=True, help="sealed file to write (atomically; an existing one only with --force)")
+    p.add_argument("--sign", required=True, metavar="KEY", help="publisher's private signing key (ed25519 or p256)")
+    p.add_argument("--recipient", action="append", default=[], metavar="PUB", help=f"device public key (x25519 or p256); repeatable, up to {MAX_RECIPIENTS}")
     p.add_argument("--passphrase", action="store_true", help=f"seal to a passphrase instead (asked on the terminal or taken from ${PASSPHRASE_ENV})")
     p.add_argument("--cipher", choices=(*CIPHERS, "auto"), default="aes-256-gcm",
                    help="payload AEAD; chacha20-poly1305 suits ARM cores without AES instructions; auto picks from --target (or this machine)")
     p.add_argument("--target", metavar="JSON", help="with --cipher auto: the target device's `edgeguard bench` results (or its fingerprint)")
-    p.add_argument("--chunk-size", type=parse_size, default=DEFAULT_CHUNK_SIZE, help="power of two, 4K..64M (default 1M)")
-    p.add_argument("--name", help="model name (default: the file name without extension)")
-    p.add_argument("--model-version", type=int, default=1, metavar="N", help="monotonic version for anti-rollback (default 1)")
-    p.add_argument("--not-before", type=parse_time, metavar="DATE")
-    p.add_argument("--not-after", type=parse_time, metavar="DATE")
-    p.add_argument("--label", type=parse_label, action="append", default=[], metavar="K=V")
-    p.add_argument("--kind", choices=kinds.NAMES, help="payload kind (default: from the file extension)")
+    p.add_argument("--chunk-size", type=parse_chunk_size, default=DEFAULT_CHUNK_SIZE, metavar="SIZE",
+                   help="power of two, 4K..64M (default 1M); K, M suffixes")
+    p.add_argument("--name", type=parse_name, help=f"model name, 1..{MAX_NAME_LENGTH} bytes (default: the file name without extension)")
+    p.add_argument("--model-version", type=parse_version, default=1, metavar="N", help="monotonic version for anti-rollback, an integer >= 0 (default 1)")
+    dates = "an ISO 8601 date or date-time (UTC unless it has an offset: 2027-01-31, 2027-01-31T12:00:00+01:00) or @UNIXSECONDS"
+    p.add_argument("--not-before", type=parse_time, metavar="DATE", help=f"devices refuse the model before DATE: {dates}")
+    p.add_argument("--not-after", type=parse_time, metavar="DATE", help="devices refuse the model after DATE (same formats)")
+    p.add_argument("--label", type=parse_label, action="append", default=[], metavar="K=V",
+                   help=f"signed metadata label; repeatable, up to {MAX_LABELS}; key 1..{MAX_LABEL_KEY} bytes, value up to {MAX_LABEL_VALUE}")
+    p.add_argument("--kind", choices=kinds.NAMES, help="payload kind (default: onnx for .onnx, safetensors for .safetensors, else raw)")
     p.add_argument("--optimize", action="store_true", help="seal onnxruntime's offline (basic-level) optimization of the graph, for strict-mode devices")
-    p.add_argument("--threads", type=parse_threads, default=0, help="worker threads (default: all cores)")
-    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--threads", type=parse_threads, default=0, help=threads_help)
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists (never when OUTPUT is one of the inputs)")
+    p.add_argument("--json", action="store_true", help=json_help)
     add_seal_arguments(p)
 
-    p = add("verify", "check the publisher signature and every chunk (no decryption key needed)", cmd_verify)
-    p.add_argument("sealed")
-    p.add_argument("--trust", action="append", required=True, metavar="PUB", help="trusted publisher public key; repeatable")
-    p.add_argument("--threads", type=parse_threads, default=0)
-    p.add_argument("--json", action="store_true")
+    p = add("verify", "check the publisher signature, every chunk and the validity window (no decryption key needed)", cmd_verify)
+    p.add_argument("sealed", help="sealed file to verify")
+    p.add_argument("--trust", action="append", required=True, metavar="PUB", help=trust_help)
+    p.add_argument("--ignore-validity", action="store_true", help=validity_help)
+    p.add_argument("--threads", type=parse_threads, default=0, help=threads_help)
+    p.add_argument("--json", action="store_true", help=json_help)
 
     p = add("inspect", "print the public header (verifies nothing, needs no key)", cmd_inspect)
-    p.add_argument("sealed")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("sealed", help="sealed file whose header to print")
+    p.add_argument("--json", action="store_true", help=json_help)
 
     p = add("unseal", "explicit recovery: verify, decrypt and write the original model", cmd_unseal)
-    p.add_argument("sealed")
-    p.add_argument("-o", "--output", required=True, help="never overwritten")
+    p.add_argument("sealed", help="sealed file to open")
+    p.add_argument("-o", "--output", required=True, help="where to write the original model (atomically; an existing file only with --force)")
     p.add_argument("--identity", action="append", default=[], metavar="KEY", help="device private key (PEM file) or a key on a PKCS#11 token (pkcs11: URI); repeatable")
-    p.add_argument("--passphrase", action="store_true")
-    p.add_argument("--trust", action="append", required=True, metavar="PUB", help="trusted publisher public key; repeatable")
-    p.add_argument("--threads", type=parse_threads, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--passphrase", action="store_true", help=f"open with a passphrase (asked on the terminal or taken from ${PASSPHRASE_ENV})")
+    p.add_argument("--trust", action="append", required=True, metavar="PUB", help=trust_help)
+    p.add_argument("--ignore-validity", action="store_true", help=validity_help)
+    p.add_argument("--threads", type=parse_threads, default=0, help=threads_help)
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists (never when OUTPUT is one of the inputs)")
+    p.add_argument("--json", action="store_true", help=json_help)
 
-    add("demo", "the whole flow: keygen, seal, verify, load on a device, and the extraction detector", cmd_demo)
+    p = add("demo", "the whole flow: keygen, seal, verify, load on a device, and the extraction detector", cmd_demo)
+    p.add_argument("--json", action="store_true", help="a JSON summary of each step on stdout instead of the narration")
     add_profile_parser(sub).set_defaults(func=cmd_profile)
     add_bench_parser(sub)
     return parser
@@ -159,9 +180,9 @@ _HINTS: dict[type, str] = {
 
 
 def _fail(message: str, hint: str | None, code: int) -> int:
-    print(f"edgeguard: error: {message}", file=sys.stderr)
+    say(f"edgeguard: error: {message}", file=sys.stderr)  # messages name files and quote headers
     if hint:
-        print(f"edgeguard: hint: {hint}", file=sys.stderr)
+        say(f"edgeguard: hint: {hint}", file=sys.stderr)
     return code
 
 
@@ -179,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (ValueError, OSError) as exc:  # after BrokenPipeError, an OSError that would shadow it
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename and exc.strerror else str(exc)
-        return _fail(message, None, EXIT_ERROR)
+        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        return _fail(message, "nothing was written; free some space or write elsewhere" if full else None, EXIT_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted", None, 130)
 

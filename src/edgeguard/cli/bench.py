@@ -1,11 +1,11 @@
 """The ``edgeguard bench`` subcommand, for the main CLI to mount with ``add_bench_parser``.
 
     edgeguard bench [--quick | --full] [--suite crypto,load,inference,detector] [--model MODEL.onnx]
-                    [--threads 1,2,4] [--output FILE] [--label NAME]
-    edgeguard bench report RESULTS.json ... --out DIR [--no-plots]
+                    [--threads 1,2,4] [--output FILE [--force]] [--json] [--label NAME]
+    edgeguard bench report RESULTS.json ... --out DIR [--no-plots] [--force] [--json]
 
-Without ``--output`` the JSON result document goes to stdout; a short summary always goes to
-stderr. Errors are raised as :class:`CliError` for the main CLI to print.
+Without ``--output``, or with ``--json``, the JSON result document goes to stdout; a short
+summary always goes to stderr. Errors are raised as :class:`CliError` for the main CLI to print.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 
 from ..bench.crypto import MIB, BenchError, CryptoConfig, run_crypto_suite
 from ..bench.results import ResultsError, dump, make_document
-from ._common import EXIT_USAGE, CliError
+from ..format import MAGIC
+from ._common import EXIT_FORMAT, EXIT_USAGE, CliError, check_outputs, say
 
 SUITES = ("crypto", "load", "inference", "detector")
 # They generate (or take the user's) ONNX models and seal them at run time: that needs onnx.
@@ -96,7 +97,9 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--openssl", default=os.environ.get("EDGEGUARD_OPENSSL", "openssl"),
                    help="openssl command for `openssl speed` (default: $EDGEGUARD_OPENSSL or openssl)")
     p.add_argument("--label", help="platform name for reports (default: arch, native/emulated, CPU model)")
-    p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
+    p.add_argument("-o", "--output", help="write the JSON result document here instead of stdout")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists (never when OUTPUT is --model)")
+    p.add_argument("--json", action="store_true", help="print the JSON result document on stdout, also with --output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
     sub = p.add_subparsers(dest="bench_command", metavar="{report}")
@@ -105,6 +108,8 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("results", nargs="+", help="result JSON files (one per platform)")
     r.add_argument("--out", dest="report_dir", metavar="DIR", required=True, help="output directory")
     r.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
+    r.add_argument("--force", action="store_true", help="replace report.md and the plots if they exist")
+    r.add_argument("--json", action="store_true", help='print {"report": PATH} on stdout')
     return p
 
 
@@ -183,25 +188,58 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
     return make_document(out, args.mode, label=args.label)
 
 
+def _check_model(path: str) -> None:
+    """Refuses a --model that onnxruntime cannot load, before any measurement (the suites would
+    otherwise fail deep inside with onnxruntime's own exception)."""
+    if not os.path.isfile(path):
+        raise CliError(f"{path} is not a file")
+    with open(path, "rb") as f:
+        head = f.read(len(MAGIC))
+    if not head:
+        raise CliError(f"{path} is empty: not an ONNX model", code=EXIT_FORMAT)
+    if head == MAGIC:
+        raise CliError(f"{path} is a sealed file", hint="--model takes the plain ONNX model; the bench seals it itself",
+                       code=EXIT_FORMAT)
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's errors have no common public base class
+        raise CliError(f"onnxruntime cannot load {path}: not an ONNX model ({type(e).__name__})", code=EXIT_FORMAT) from None
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ..bench.report import PLOTS, write_report
+
+    out = Path(args.report_dir)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"{out} is not a directory")
+    if out.is_dir():  # none of the files it may write (which depends on the results) may be an input
+        check_outputs([out / "report.md", *(out / file for _, file, _, _ in PLOTS)], args.results, force=True)
+    try:
+        md = write_report(args.results, out, plots=not args.no_plots, overwrite=args.force)
+    except ImportError as e:
+        raise CliError(f"the report's plots need matplotlib ({e})",
+                       hint="pip install 'edgeguard[bench]', or pass --no-plots") from None
+    except FileExistsError as e:
+        raise CliError(str(e), hint="pass --force to replace the report") from None
+    if args.json:
+        print(json.dumps({"report": str(md)}, indent=2))
+    say(f"report written to {md}", file=sys.stderr)
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """Runs ``bench`` or ``bench report`` from parsed arguments; returns 0.
 
     Raises:
-        CliError: a measurement or a result file failed, a needed package is
-            missing, or the arguments do not fit together (exit code EXIT_USAGE).
-        EdgeguardError: ``--model`` is not a model that can be sealed.
+        CliError: a measurement or a result file failed, a needed package is missing, the
+            arguments do not fit together (exit code EXIT_USAGE), an output cannot or must not
+            be written, or ``--model`` is not an ONNX model (EXIT_FORMAT).
     """
     try:
         if args.bench_command == "report":
-            from ..bench.report import write_report
-
-            try:
-                md = write_report(args.results, args.report_dir, plots=not args.no_plots)
-            except ImportError as e:
-                raise CliError(f"the report's plots need matplotlib ({e})",
-                               hint="pip install 'edgeguard[bench]', or pass --no-plots") from None
-            print(f"report written to {md}", file=sys.stderr)
-            return 0
+            return _report(args)
         onnx_suites = [s for s in args.suites if s in ONNX_SUITES]
         if onnx_suites and importlib.util.find_spec("onnx") is None:
             raise CliError(f"the {', '.join(onnx_suites)} suite(s) need the onnx package to generate and seal models",
@@ -210,14 +248,16 @@ def run_bench(args: argparse.Namespace) -> int:
             raise CliError("--model applies to the load and inference suites only", code=EXIT_USAGE)
         if args.model and args.sizes:
             raise CliError("--sizes sizes synthetic models; it cannot be combined with --model", code=EXIT_USAGE)
-        if args.model and not os.path.isfile(args.model):
-            raise CliError(f"{args.model} is not a file")
+        if args.output:
+            check_outputs([args.output], [args.model], force=args.force)
+        if args.model:
+            _check_model(args.model)
         doc = _measure(args)
         if args.output:
-            dump(doc, args.output)
-        else:
+            dump(doc, args.output, overwrite=args.force)
+        if args.json or not args.output:
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     except (BenchError, ResultsError) as e:
         raise CliError(str(e)) from None
-    print("\n".join(_summary_lines(doc)), file=sys.stderr)
+    say("\n".join(_summary_lines(doc)), file=sys.stderr)  # the label and CPU model come from the system
     return 0

@@ -30,11 +30,12 @@ def bundled_samples() -> Path:
     return Path(str(resources.files("edgeguard") / "data" / "digits_samples.npz"))
 
 
-def run_demo(say: Callable[[str], None]) -> None:
-    """Runs keygen, seal, verify and inspect in a temporary folder, narrating each step."""
+def run_demo(say: Callable[[str], None]) -> dict[str, Any]:
+    """Runs keygen, seal, verify and inspect in a temporary folder, narrating each step, then the
+    detector demo. Returns a summary of each step (what ``edgeguard demo --json`` prints)."""
     with tempfile.TemporaryDirectory(prefix="edgeguard-demo-") as tmp:
         work = Path(tmp)
-        say(f"edgeguard demo, working in {work}\n")
+        say("edgeguard demo, working in a temporary folder (removed at the end)\n")
 
         publisher = generate_private_key("ed25519")
         write_private_key(work / "publisher.key", publisher)
@@ -43,28 +44,40 @@ def run_demo(say: Callable[[str], None]) -> None:
         device = generate_private_key("x25519")
         write_private_key(work / "device.key", device)
         write_public_key(work / "device.pub", device.public_key())
+        recipient = load_recipient(work / "device.pub")
         say(f"1. keygen   publisher signing key {signer.key_id} (ed25519), device key (x25519)")
 
         model = bundled_model()
         sealed = work / "digits.sealed"
-        result = seal_model(model, sealed, signer=signer, recipients=[load_recipient(work / "device.pub")], name="digits-mlp", version=1, labels={"demo": "true"})
+        result = seal_model(model, sealed, signer=signer, recipients=[recipient], name="digits-mlp", version=1, labels={"demo": "true"})
         say(f"2. seal     {model.name} ({model.stat().st_size:,} bytes) -> {sealed.name} ({result.size:,} bytes)")
 
         verified = verify_file(sealed, TrustStore.load([work / "publisher.pub"]))
         say(f"3. verify   signature by {verified.container.header.signer_key_id} and all {verified.container.header.chunk_count} chunk digest(s): OK")
 
         say("4. inspect  (public header, no key needed)")
-        for line in describe_text(describe(inspect_file(sealed))).splitlines():
+        header = describe(inspect_file(sealed))
+        for line in describe_text(header).splitlines():
             say("             " + line)
 
         say("\n5. load     on the device: verify, decrypt into locked memory, run in onnxruntime (strict mode)")
         with np.load(bundled_samples()) as samples:
             pixels, labels = samples["pixels"], samples["labels"]
-        run_runtime_demo(sealed, work / "device.key", work / "publisher.pub", model, say, inputs={"pixels": pixels})
+        diff = run_runtime_demo(sealed, work / "device.key", work / "publisher.pub", model, say, inputs={"pixels": pixels})
         say(f"             true labels: {' '.join(str(int(v)) for v in labels)}")
 
     say("\n6. detect   a benign client and an extraction attacker against the same model")
-    run_detector_demo(say)
+    alert = run_detector_demo(say)
+    return {
+        "keygen": {"publisher": {"type": "ed25519", "key_id": signer.key_id}, "device": {"type": "x25519", "key_id": recipient.key_id}},
+        "seal": {"model": model.name, "model_bytes": model.stat().st_size, "sealed": sealed.name, "sealed_bytes": result.size},
+        "verify": {"verified": True, "signer_key_id": verified.container.header.signer_key_id,
+                   "chunks": verified.container.header.chunk_count},
+        "inspect": header,
+        "load": {"hygiene": "strict", "samples": len(pixels), "largest_difference": diff},
+        "detect": None if alert is None else {"client": alert.client_id, "query": alert.query_index,
+                                               "techniques": list(alert.techniques)},
+    }
 
 
 def _describe(row: np.ndarray) -> str:
@@ -149,11 +162,11 @@ class _SoftmaxVictim:
         return e / e.sum(axis=1, keepdims=True)
 
 
-def run_detector_demo(print_fn: Callable[[str], None] = print, queries: int = 60) -> None:
+def run_detector_demo(print_fn: Callable[[str], None] = print, queries: int = 60) -> Any:
     """Trains a tiny digit classifier in memory, profiles it, then serves a benign client and a
     perturbation-chain thief (random-perturbation extraction, as in PRADA's T-RND) side by side
     through one guard, printing each one's risk and the structured alert, with its MITRE ATLAS
-    technique ids."""
+    technique ids. Returns the first alert event, or None."""
     rng = np.random.default_rng(7)
     train_x, train_y = _glyph_digits(600, rng)
     victim = _SoftmaxVictim(train_x, train_y)
@@ -191,3 +204,5 @@ def run_detector_demo(print_fn: Callable[[str], None] = print, queries: int = 60
             print_fn(json.dumps(event.to_dict(), indent=2))
     if not alerts:
         print_fn("no alert was raised")
+        return None
+    return alerts[0]

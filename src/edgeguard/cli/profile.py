@@ -13,6 +13,7 @@ import numpy as np
 
 from ..detect import SIGNALS, Profile
 from ..errors import ProfileError
+from ._common import check_outputs, emit
 
 # ---------------------------------------------------------------------------- profile
 
@@ -36,6 +37,8 @@ def add_profile_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--volume-budget", type=int, help="queries per client after which to alert")
     p.add_argument("--sketch-dim", type=int, default=32, help="dimension of the input sketch")
     p.add_argument("--seed", type=int, default=0, help="calibration randomness")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists (never when OUTPUT is one of the inputs)")
+    p.add_argument("--json", action="store_true", help="machine-readable output: one JSON document on stdout")
     return p
 
 
@@ -43,13 +46,18 @@ def run_profile(args: argparse.Namespace) -> int:
     """Runs ``edgeguard profile`` and returns 0.
 
     Raises:
+        CliError: the output cannot or must not be written (checked before calibrating).
         ProfileError: unreadable or non-numeric inputs, an unusable model, or too few inputs.
         OSError: the profile cannot be written.
     """
+    check_outputs([args.output], [args.benign, args.model], force=args.force)
     try:
         benign = np.load(args.benign, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
         raise ProfileError(f"cannot read {args.benign}: {e}") from None
+    if not isinstance(benign, np.ndarray):  # an .npz archive
+        benign.close()
+        raise ProfileError(f"{args.benign} is an .npz archive; profile takes one .npy array")
     if not np.issubdtype(benign.dtype, np.number):
         raise ProfileError(f"{args.benign} does not hold numbers")
     predict, input_name = (None, None) if args.model is None else _onnx_predict(args.model, args.output_index)
@@ -59,10 +67,12 @@ def run_profile(args: argparse.Namespace) -> int:
         noise_sigma=args.noise_sigma, volume_budget=args.volume_budget, input_name=input_name,
         output_index=args.output_index, seed=args.seed,
     )
-    profile.save(args.output)
+    profile.save(args.output, overwrite=args.force)
+    size = len(profile.to_bytes())
     armed = [n for n, t in zip(SIGNALS, profile.thresholds) if t != float("inf")]
-    print(f"wrote {args.output}: {len(profile.to_bytes())} bytes, {profile.dim} features, "
-          f"signals armed: {', '.join(armed)}")
+    emit(args, {"output": args.output, "bytes": size, "features": profile.dim, "signals_armed": armed,
+                "target_fpr": args.target_fpr},
+         f"wrote {args.output}: {size} bytes, {profile.dim} features, signals armed: {', '.join(armed)}")
     return 0
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .._files import atomic_output
+from .._files import write_file
 from ..errors import ProfileError
 from .events import SIGNALS
 
@@ -303,10 +303,7 @@ class Profile:
             FileExistsError: ``path`` exists and overwrite is False.
             OSError: the file cannot be written (nothing is left behind).
         """
-        data = self.to_bytes()
-        with atomic_output(path, overwrite=overwrite, mode=0o644) as (fd, _tmp):
-            with os.fdopen(os.dup(fd), "wb") as f:
-                f.write(data)
+        write_file(path, self.to_bytes(), overwrite=overwrite, mode=0o644)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Profile:
