@@ -27,3 +27,9 @@ def test_script_parses(script: Path) -> None:
     assert out.returncode == 0, out.stderr
     if script.name != "env.sh":  # sourced, not run
         assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+def test_tests_readme_lists_every_test_module() -> None:
+    table = (ROOT / "tests" / "README.md").read_text()
+    missing = [p.name for p in sorted((ROOT / "tests").glob("*.py")) if p.name != "conftest.py" and f"`{p.name}`" not in table]
+    assert not missing, f"tests/README.md does not describe {missing}"
