@@ -83,7 +83,14 @@ int sb_getbuffer(PyObject* obj, Py_buffer* view, int flags) {
   return 0;
 }
 
-void sb_releasebuffer(PyObject* obj, Py_buffer*) { --self_of(obj)->exports; }
+// A writable view taken before close() (a memoryview, or the native core decrypting into the
+// buffer while a progress callback or another thread closes it) can still write afterwards: wipe
+// again as it is let go, so nothing written after close() outlives the writer.
+void sb_releasebuffer(PyObject* obj, Py_buffer* view) {
+  SecureBufferObject* self = self_of(obj);
+  --self->exports;
+  if (self->closed && !view->readonly) self->region->wipe();
+}
 
 Py_ssize_t sb_len(PyObject* obj) { return static_cast<Py_ssize_t>(self_of(obj)->region->size()); }
 
