@@ -3,8 +3,9 @@
 // Lifetime rule: close() wipes and unlocks at once, but the pages are unmapped only when the object
 // itself is freed. Every memoryview / numpy view holds a reference to the object, and the runtime
 // keeps one for as long as onnxruntime reads the weights in place, so no reader can ever touch an
-// unmapped page: after close() it reads zeros. The type is written against the CPython API because
-// pybind11's buffer support cannot count outstanding exports or refuse writable ones.
+// unmapped page: after close() it reads zeros, and what it writes is wiped when it is released.
+// The type is written against the CPython API because pybind11's buffer support cannot count
+// outstanding exports or refuse writable ones.
 #include <Python.h>
 #include <pybind11/pybind11.h>
 
