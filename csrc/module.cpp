@@ -74,8 +74,7 @@ unsigned checked_threads(unsigned threads) {
   return threads;
 }
 
-// A source of stored chunks: any buffer, or an integer file descriptor plus offset. The range
-// [offset, offset + stored_len) is checked without computing the sum, which could wrap.
+// A source of stored chunks: any buffer, or an integer file descriptor plus offset.
 struct Source {
   ChunkSource src;
   std::unique_ptr<ByteView> keep;  // holds the buffer view while the GIL is released
@@ -94,11 +93,13 @@ std::function<void(uint64_t)> progress_hook(const py::object& cb, uint64_t total
   };
 }
 
+// The range [offset, offset + stored_len) is checked without computing the sum, which could wrap.
 Source make_source(const py::object& obj, uint64_t offset, uint64_t stored_len) {
   Source s;
   if (py::isinstance<py::int_>(obj)) {
-    const long long fd = obj.cast<long long>();
-    if (fd < 0 || fd > INT_MAX) throw py::value_error("file descriptor out of range");
+    int overflow = 0;
+    const long long fd = PyLong_AsLongLongAndOverflow(obj.ptr(), &overflow);
+    if (overflow != 0 || fd < 0 || fd > INT_MAX) throw py::value_error("file descriptor out of range");
     // pread takes a signed off_t: the whole range must fit in it.
     constexpr uint64_t kMaxOffset = static_cast<uint64_t>(std::numeric_limits<off_t>::max());
     if (offset > kMaxOffset || stored_len > kMaxOffset - offset) throw py::value_error("offset out of range");
@@ -144,6 +145,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("TAG_LEN") = kTagLen;
   m.attr("NONCE_PREFIX_LEN") = kNoncePrefixLen;
   m.attr("MAX_CHUNK_SIZE") = kMaxChunkSize;
+  m.attr("MAX_THREADS") = kMaxThreads;
   init_detector(m);
   init_secure_buffer(m);
 
@@ -154,7 +156,6 @@ PYBIND11_MODULE(_core, m) {
     return sealed_len(plaintext_len, chunk_size);
   }, py::arg("plaintext_len"), py::arg("chunk_size"));
 
-  m.attr("MAX_THREADS") = kMaxThreads;
   def_redacted(
       m, "seal_chunks",
       [](const std::string& cipher, const py::bytes& key, const py::bytes& nonce_prefix,
