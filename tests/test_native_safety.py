@@ -154,6 +154,9 @@ def test_read_only_and_wrong_length_destinations_are_typed_errors() -> None:
             _core.open_chunks(CIPHER, KEY, PREFIX, DIGEST, 64, len(data), sealed, 0, bytearray(n), root)
     with pytest.raises(TypeError, match="buffer"):
         _core.digest_chunks(64, len(data), "not a buffer", 0)
+    for fd in (-1, 2**31, 2**70):
+        with pytest.raises(ValueError, match="file descriptor"):
+            _core.digest_chunks(64, len(data), fd, 0)
     # A 2-D C-contiguous array is fine: it is one run of bytes.
     out = np.zeros((10, 20), dtype=np.uint8)
     assert _core.open_chunks(CIPHER, KEY, PREFIX, DIGEST, 64, len(data), np.frombuffer(sealed, np.uint8), 0, out, root)
