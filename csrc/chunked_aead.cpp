@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -160,7 +161,16 @@ bool parallel_chunks(uint64_t count, unsigned threads, MakeState make_state, Job
     }
   };
   std::vector<std::thread> pool;
-  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(run, false);
+  pool.reserve(threads);
+  for (unsigned t = 1; t < threads; ++t) {
+    // Threads are an optimisation: if the system refuses more (EAGAIN under a thread or memory
+    // limit), the ones already started and this one do all the chunks.
+    try {
+      pool.emplace_back(run, false);
+    } catch (const std::system_error&) {
+      break;
+    }
+  }
   run(true);
   for (auto& th : pool) th.join();
   return !failed;
@@ -195,7 +205,8 @@ bool parse_cipher(const std::string& name, Cipher* out) {
 }
 
 uint64_t chunk_count(uint64_t plaintext_len, uint64_t chunk_size) {
-  return plaintext_len == 0 ? 1 : (plaintext_len + chunk_size - 1) / chunk_size;
+  if (plaintext_len == 0) return 1;
+  return plaintext_len / chunk_size + (plaintext_len % chunk_size != 0);  // no wrap near 2^64
 }
 
 uint64_t sealed_len(uint64_t plaintext_len, uint64_t chunk_size) {
@@ -204,7 +215,7 @@ uint64_t sealed_len(uint64_t plaintext_len, uint64_t chunk_size) {
 
 unsigned resolve_threads(unsigned requested, uint64_t chunks) {
   unsigned t = requested ? requested : std::max(1u, std::thread::hardware_concurrency());
-  return static_cast<unsigned>(std::min<uint64_t>(t, chunks));
+  return static_cast<unsigned>(std::min<uint64_t>({t, kMaxThreads, chunks}));
 }
 
 namespace {

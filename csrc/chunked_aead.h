@@ -22,6 +22,9 @@ constexpr size_t kTagLen = 16;
 constexpr size_t kDigestLen = 32;
 constexpr uint64_t kMaxChunkSize = 64ull << 20;  // EVP update lengths are int; keep far below.
 constexpr uint64_t kMaxChunkCount = 1ull << 32;  // the nonce counter is 32 bits
+// Worker threads per call. More buys nothing on any real machine and only risks failing to start
+// them; a request above it (or a hardware count above it, for 0) is clamped.
+constexpr unsigned kMaxThreads = 1024;
 
 bool parse_cipher(const std::string& name, Cipher* out);
 
@@ -32,7 +35,7 @@ struct ChunkParams {
   const uint8_t* header_digest;  // kDigestLen bytes
   uint64_t chunk_size;           // 1 .. kMaxChunkSize
   uint64_t plaintext_len;
-  unsigned threads;              // 0 = every hardware thread
+  unsigned threads;              // 0 = every hardware thread; at most kMaxThreads are used
   // Called now and then from the calling thread with the number of chunks done; may be empty.
   std::function<void(uint64_t)> progress;
 };

@@ -17,7 +17,7 @@
 
 namespace edgeguard::detect {
 
-// Signals, in the order statistics and thresholds are laid out everywhere (Python mirrors this).
+// Signals, in the order statistics and thresholds are laid out everywhere.
 enum Signal : int {
   kInvalid = 0,    // queries outside the declared input domain in the window
   kNovelty = 1,    // CUSUM of clipped per-query novelty above the benign slack
@@ -27,6 +27,11 @@ enum Signal : int {
   kVolume = 5,     // queries the client has sent
   kCombined = 6,   // sum of the novelty, chain and low-margin ratios
   kSignalCount = 7,
+};
+
+// The names of the signals, in enum order; exported as edgeguard._core.SIGNALS so Python cannot drift.
+constexpr std::array<const char*, kSignalCount> kSignalNames = {
+    "invalid", "novelty", "chain", "low_margin", "coverage", "volume", "combined",
 };
 
 constexpr uint32_t kCoverageBits = 12;  // sign bits of the first sketch coordinates -> 4096 cells

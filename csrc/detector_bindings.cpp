@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,17 +28,26 @@ py::tuple as_tuple(const Result& r) {
   return py::make_tuple(r.risk, r.peak_risk, r.queries, r.first_alert, stats);
 }
 
-const float* row_or_null(const py::object& y, uint32_t classes, ssize_t rows, const char* what) {
-  if (y.is_none() || classes == 0) return nullptr;
-  auto arr = y.cast<FloatArray>();
+// Class scores as a C-contiguous float32 (rows, classes) array, converted (copied) if need be, or
+// nothing. The caller keeps the returned array for as long as native code reads it: a pointer into
+// a converted copy must never outlive the copy.
+std::optional<FloatArray> scores_or_none(const py::object& y, uint32_t classes, ssize_t rows, const char* what) {
+  if (y.is_none() || classes == 0) return std::nullopt;
+  auto arr = FloatArray::ensure(y);
+  if (!arr) throw py::type_error(std::string(what) + " must be convertible to a float32 array");
   if (arr.ndim() != 2 || arr.shape(0) != rows || arr.shape(1) != classes)
     throw py::value_error(std::string(what) + " must have shape (rows, classes)");
-  return arr.data();
+  return arr;
 }
+
+const float* data_or_null(const std::optional<FloatArray>& a) { return a ? a->data() : nullptr; }
 
 }  // namespace
 
 void init_detector(py::module_& m) {
+  py::tuple names(static_cast<size_t>(kSignalCount));
+  for (int j = 0; j < kSignalCount; ++j) names[j] = kSignalNames[j];
+  m.attr("SIGNALS") = names;
   py::class_<Detector>(m, "Detector")
       .def(py::init([](uint32_t dim, uint32_t sketch_dim, uint32_t classes, const FloatArray& mean,
                        const FloatArray& components, const FloatArray& sketch_center,
@@ -61,7 +71,7 @@ void init_detector(py::module_& m) {
              mo.novelty_cap = novelty_cap;
              mo.near_dist = near_dist;
              mo.low_margin = low_margin;
-             if (thresholds.size() != kSignalCount) throw py::value_error("thresholds must have 7 entries");
+             if (thresholds.size() != kSignalCount) throw py::value_error("thresholds must have " + std::to_string(kSignalCount) + " entries");
              std::copy(thresholds.begin(), thresholds.end(), mo.thresholds.begin());
              Limits li{window, reservoir, max_clients};
              std::string err = validate(mo, li);
@@ -79,10 +89,12 @@ void init_detector(py::module_& m) {
       .def("observe",
            [](Detector& d, const std::string& client, const FloatArray& x, const py::object& y) {
              if (static_cast<size_t>(x.size()) != d.model().dim) throw py::value_error("x must have dim entries");
-             const float* yp = row_or_null(y, d.model().classes, 1, "y");
-             py::gil_scoped_release nogil;
-             Result r = d.observe(client, x.data(), yp);
-             py::gil_scoped_acquire gil;
+             const auto scores = scores_or_none(y, d.model().classes, 1, "y");
+             Result r;
+             {
+               py::gil_scoped_release nogil;
+               r = d.observe(client, x.data(), data_or_null(scores));
+             }
              return as_tuple(r);
            },
            py::arg("client"), py::arg("x"), py::arg("y"))
@@ -93,7 +105,8 @@ void init_detector(py::module_& m) {
              const uint32_t dim = d.model().dim;
              if (x.ndim() != 2 || x.shape(1) != dim) throw py::value_error("X must have shape (rows, dim)");
              const ssize_t n = x.shape(0);
-             const float* yp = row_or_null(y, d.model().classes, n, "Y");
+             const auto scores = scores_or_none(y, d.model().classes, n, "Y");
+             const float* yp = data_or_null(scores);
              py::array_t<float> out(std::vector<ssize_t>{n, static_cast<ssize_t>(kSignalCount + 3)});
              float* o = out.mutable_data();
              const uint32_t classes = d.model().classes;

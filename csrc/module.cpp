@@ -3,9 +3,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <climits>
+#include <cstdint>
+#include <limits>
+#include <memory>
 #include <string>
 #include <thread>
-#include <variant>
 
 #include "chunked_aead.h"
 
@@ -29,29 +32,52 @@ Cipher cipher_from(const std::string& name) {
   return c;
 }
 
+// At most 2^32 chunks of at most 64 MiB: sealed_len(plaintext_len, chunk_size) cannot wrap after this.
 void check_chunk_size(uint64_t chunk_size, uint64_t plaintext_len) {
   if (chunk_size == 0 || chunk_size > kMaxChunkSize) throw py::value_error("chunk_size out of range");
   if (chunk_count(plaintext_len, chunk_size) > kMaxChunkCount) throw py::value_error("too many chunks");
 }
 
-py::buffer_info readable(const py::buffer& b, uint64_t min_len, const char* what) {
-  py::buffer_info info = b.request();
-  if (static_cast<uint64_t>(info.size * info.itemsize) < min_len)
-    throw py::value_error(std::string(what) + " is too short");
-  return info;
+// A view of a buffer-protocol object as one C-contiguous run of bytes. It holds the export (and so
+// the object) until destruction, so native code may use it with the GIL released; it must be
+// destroyed with the GIL held. Anything else (a strided or reversed view, a read-only object where
+// bytes are written) would let the engine read or write outside the caller's memory: TypeError.
+class ByteView {
+ public:
+  ByteView(const py::handle& obj, bool writable, const char* what) {
+    if (!PyObject_CheckBuffer(obj.ptr())) throw py::type_error(std::string(what) + " must be a buffer");
+    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) != 0) {
+      py::raise_from(PyExc_TypeError, (std::string(what) + (writable ? " must be a writable" : " must be a") +
+                                       " C-contiguous buffer").c_str());
+      throw py::error_already_set();
+    }
+  }
+  ~ByteView() { PyBuffer_Release(&view_); }
+  ByteView(const ByteView&) = delete;
+  ByteView& operator=(const ByteView&) = delete;
+
+  uint8_t* data() const { return static_cast<uint8_t*>(view_.buf); }
+  uint64_t size() const { return static_cast<uint64_t>(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
+// The destination of a native write must have exactly the length the engine writes.
+void check_exact(const ByteView& v, uint64_t len, const char* what) {
+  if (v.size() != len) throw py::value_error(std::string(what) + " must be exactly " + std::to_string(len) + " bytes");
 }
 
-py::buffer_info writable(const py::buffer& b, uint64_t len, const char* what) {
-  py::buffer_info info = b.request(true);
-  if (static_cast<uint64_t>(info.size * info.itemsize) != len)
-    throw py::value_error(std::string(what) + " must be exactly " + std::to_string(len) + " bytes");
-  return info;
+unsigned checked_threads(unsigned threads) {
+  if (threads > kMaxThreads)
+    throw py::value_error("threads must be at most " + std::to_string(kMaxThreads) + " (0: all cores)");
+  return threads;
 }
 
 // A source of stored chunks: any buffer, or an integer file descriptor plus offset.
 struct Source {
   ChunkSource src;
-  py::buffer_info keep;  // holds the buffer view while the GIL is released
+  std::unique_ptr<ByteView> keep;  // holds the buffer view while the GIL is released
 };
 
 // Wraps an optional Python callable(done, total) so the engine can call it without the GIL held.
@@ -67,17 +93,49 @@ std::function<void(uint64_t)> progress_hook(const py::object& cb, uint64_t total
   };
 }
 
+// The range [offset, offset + stored_len) is checked without computing the sum, which could wrap.
 Source make_source(const py::object& obj, uint64_t offset, uint64_t stored_len) {
   Source s;
   if (py::isinstance<py::int_>(obj)) {
-    s.src.fd = obj.cast<int>();
-    if (s.src.fd < 0) throw py::value_error("negative file descriptor");
+    int overflow = 0;
+    const long long fd = PyLong_AsLongLongAndOverflow(obj.ptr(), &overflow);
+    if (overflow != 0 || fd < 0 || fd > INT_MAX) throw py::value_error("file descriptor out of range");
+    // pread takes a signed off_t: the whole range must fit in it.
+    constexpr uint64_t kMaxOffset = static_cast<uint64_t>(std::numeric_limits<off_t>::max());
+    if (offset > kMaxOffset || stored_len > kMaxOffset - offset) throw py::value_error("offset out of range");
+    s.src.fd = static_cast<int>(fd);
     s.src.offset = offset;
     return s;
   }
-  s.keep = readable(obj.cast<py::buffer>(), offset + stored_len, "source");
-  s.src.data = static_cast<const uint8_t*>(s.keep.ptr) + offset;
+  s.keep = std::make_unique<ByteView>(obj, false, "source");
+  if (offset > s.keep->size() || stored_len > s.keep->size() - offset)
+    throw py::value_error("source is too short");
+  s.src.data = s.keep->data() + offset;
   return s;
+}
+
+// pybind11's "incompatible function arguments" TypeError repeats every argument of the call, so a
+// wrong type anywhere would put the key into the message (and any log of it). Functions that take
+// key material are registered through this wrapper: it keeps the supported signatures and drops
+// the arguments. Callers still check arguments first for a clearer message.
+template <typename F, typename... Extra>
+void def_redacted(py::module_& m, const char* name, F&& f, const Extra&... extra) {
+  const py::object impl = py::cpp_function(std::forward<F>(f), py::name(name), extra...);
+  const std::string doc = py::str(impl.attr("__doc__"));
+  m.def(
+      name,
+      [impl](const py::args& args, const py::kwargs& kwargs) -> py::object {
+        try {
+          return impl(*args, **kwargs);
+        } catch (py::error_already_set& e) {
+          if (!e.matches(PyExc_TypeError)) throw;
+          const std::string msg = py::str(e.value());
+          const size_t cut = msg.find("Invoked with");
+          if (cut == std::string::npos) throw;
+          throw py::type_error(msg.substr(0, msg.find_last_not_of('\n', cut - 1) + 1));
+        }
+      },
+      py::doc(doc.c_str()));
 }
 
 }  // namespace
@@ -87,6 +145,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("TAG_LEN") = kTagLen;
   m.attr("NONCE_PREFIX_LEN") = kNoncePrefixLen;
   m.attr("MAX_CHUNK_SIZE") = kMaxChunkSize;
+  m.attr("MAX_THREADS") = kMaxThreads;
   init_detector(m);
   init_secure_buffer(m);
 
@@ -97,24 +156,24 @@ PYBIND11_MODULE(_core, m) {
     return sealed_len(plaintext_len, chunk_size);
   }, py::arg("plaintext_len"), py::arg("chunk_size"));
 
-  m.def(
-      "seal_chunks",
+  def_redacted(
+      m, "seal_chunks",
       [](const std::string& cipher, const py::bytes& key, const py::bytes& nonce_prefix,
-         const py::bytes& header_digest, uint64_t chunk_size, const py::buffer& plaintext,
-         const py::buffer& out, unsigned threads, const py::object& progress) {
-        py::buffer_info in = plaintext.request();
-        const uint64_t len = static_cast<uint64_t>(in.size * in.itemsize);
-        check_chunk_size(chunk_size, len);
-        py::buffer_info dst = writable(out, sealed_len(len, chunk_size), "out");
+         const py::bytes& header_digest, uint64_t chunk_size, const py::object& plaintext,
+         const py::object& out, unsigned threads, const py::object& progress) {
+        ByteView in(plaintext, false, "plaintext");
+        check_chunk_size(chunk_size, in.size());
+        ByteView dst(out, true, "out");
+        check_exact(dst, sealed_len(in.size(), chunk_size), "out");
         ChunkParams p{cipher_from(cipher), exact_bytes(key, kKeyLen, "key"),
                       exact_bytes(nonce_prefix, kNoncePrefixLen, "nonce_prefix"),
-                      exact_bytes(header_digest, kDigestLen, "header_digest"), chunk_size, len, threads,
-                      progress_hook(progress, chunk_count(len, chunk_size))};
+                      exact_bytes(header_digest, kDigestLen, "header_digest"), chunk_size, in.size(),
+                      checked_threads(threads), progress_hook(progress, chunk_count(in.size(), chunk_size))};
         uint8_t root[kDigestLen];
         bool ok;
         {
           py::gil_scoped_release nogil;
-          ok = seal_chunks(p, static_cast<const uint8_t*>(in.ptr), static_cast<uint8_t*>(dst.ptr), root);
+          ok = seal_chunks(p, in.data(), dst.data(), root);
         }
         if (!ok) throw std::runtime_error("OpenSSL failed while sealing");
         return py::bytes(reinterpret_cast<char*>(root), kDigestLen);
@@ -123,22 +182,23 @@ PYBIND11_MODULE(_core, m) {
       py::arg("chunk_size"), py::arg("plaintext"), py::arg("out"), py::arg("threads") = 0,
       py::arg("progress") = py::none());
 
-  m.def(
-      "open_chunks",
+  def_redacted(
+      m, "open_chunks",
       [](const std::string& cipher, const py::bytes& key, const py::bytes& nonce_prefix,
          const py::bytes& header_digest, uint64_t chunk_size, uint64_t plaintext_len,
-         const py::object& source, uint64_t offset, const py::buffer& out, const py::bytes& expected_root,
+         const py::object& source, uint64_t offset, const py::object& out, const py::bytes& expected_root,
          unsigned threads, const py::object& progress) {
         check_chunk_size(chunk_size, plaintext_len);
         Source src = make_source(source, offset, sealed_len(plaintext_len, chunk_size));
-        py::buffer_info dst = writable(out, plaintext_len, "out");
+        ByteView dst(out, true, "out");
+        check_exact(dst, plaintext_len, "out");
         ChunkParams p{cipher_from(cipher), exact_bytes(key, kKeyLen, "key"),
                       exact_bytes(nonce_prefix, kNoncePrefixLen, "nonce_prefix"),
                       exact_bytes(header_digest, kDigestLen, "header_digest"), chunk_size, plaintext_len,
-                      threads, progress_hook(progress, chunk_count(plaintext_len, chunk_size))};
+                      checked_threads(threads), progress_hook(progress, chunk_count(plaintext_len, chunk_size))};
         const uint8_t* root = exact_bytes(expected_root, kDigestLen, "expected_root");
         py::gil_scoped_release nogil;
-        return open_chunks(p, src.src, static_cast<uint8_t*>(dst.ptr), root);
+        return open_chunks(p, src.src, dst.data(), root);
       },
       py::arg("cipher"), py::arg("key"), py::arg("nonce_prefix"), py::arg("header_digest"),
       py::arg("chunk_size"), py::arg("plaintext_len"), py::arg("source"), py::arg("offset"),
@@ -150,6 +210,7 @@ PYBIND11_MODULE(_core, m) {
          unsigned threads) -> py::object {
         check_chunk_size(chunk_size, plaintext_len);
         Source src = make_source(source, offset, sealed_len(plaintext_len, chunk_size));
+        checked_threads(threads);
         uint8_t root[kDigestLen];
         bool ok;
         {
@@ -163,8 +224,8 @@ PYBIND11_MODULE(_core, m) {
       py::arg("threads") = 0);
   // One-shot AEAD over the engine's per-chunk call, for known-answer vectors only (Wycheproof).
   // Not part of the file format and not API: the payload path uses seal_chunks/open_chunks.
-  m.def(
-      "aead_seal",
+  def_redacted(
+      m, "aead_seal",
       [](const std::string& cipher, const py::bytes& key, const py::bytes& nonce, const py::bytes& aad,
          const py::bytes& plaintext) {
         std::string_view a(aad), pt(plaintext);
@@ -179,8 +240,8 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("cipher"), py::arg("key"), py::arg("nonce"), py::arg("aad"), py::arg("plaintext"));
 
-  m.def(
-      "aead_open",
+  def_redacted(
+      m, "aead_open",
       [](const std::string& cipher, const py::bytes& key, const py::bytes& nonce, const py::bytes& aad,
          const py::bytes& sealed) -> py::object {
         std::string_view a(aad), ct(sealed);

@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <exception>
 #include <system_error>
@@ -59,18 +60,37 @@ void SecureRegion::set_readonly(bool readonly) {
 }
 
 void SecureRegion::wipe() {
-  if (wiped_) return;
   // Read-only pages must become writable to be wiped; a failure here would leave plaintext behind,
   // so it is fatal rather than silently skipped.
   if (readonly_ && mprotect(data_, data_span_, PROT_READ | PROT_WRITE) != 0) std::terminate();
   readonly_ = false;
-  OPENSSL_cleanse(data_, data_span_);
+  if (wiped_) {
+    wipe_resident();
+  } else {
+    OPENSSL_cleanse(data_, data_span_);
+  }
   if (locked_) munlock(data_, data_span_);
   locked_ = false;
   // Give the (now zero) pages back: a wiped buffer kept mapped for late readers costs no RAM,
   // and reading it yields fresh zero pages.
   madvise(data_, data_span_, MADV_DONTNEED);
   wiped_ = true;
+}
+
+// After the first wipe every page was released, so a resident page is one written (or read) since:
+// wipe those only, instead of faulting in the whole range again.
+void SecureRegion::wipe_resident() {
+  const size_t page = page_size();
+  unsigned char resident[256];
+  for (size_t off = 0; off < data_span_; off += sizeof resident * page) {
+    const size_t len = std::min(data_span_ - off, sizeof resident * page);
+    if (mincore(data_ + off, len, resident) != 0) {
+      OPENSSL_cleanse(data_ + off, len);  // cannot tell: wipe it all
+      continue;
+    }
+    for (size_t i = 0; i * page < len; ++i)
+      if (resident[i] & 1) OPENSSL_cleanse(data_ + off + i * page, page);
+  }
 }
 
 SecureRegion::~SecureRegion() {

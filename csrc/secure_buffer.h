@@ -27,7 +27,8 @@ class SecureRegion {
 
   // Zeroes every byte, unlocks and releases the pages to the kernel; the range stays mapped
   // (reads give zeros) until destruction, so a reader that still holds a pointer can never fault.
-  // Idempotent.
+  // Calling it again wipes whatever a late writer put there since (only pages that are resident
+  // again are touched); the destructor does so too.
   void wipe();
   // Write-protects the data pages (true) or makes them writable again (false). Throws on failure.
   void set_readonly(bool readonly);
@@ -43,6 +44,8 @@ class SecureRegion {
   bool dontdump_ = false;
   bool readonly_ = false;
   bool wiped_ = false;
+
+  void wipe_resident();
   const char* fork_protection_ = "none";
 };
 

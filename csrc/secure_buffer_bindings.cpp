@@ -3,8 +3,9 @@
 // Lifetime rule: close() wipes and unlocks at once, but the pages are unmapped only when the object
 // itself is freed. Every memoryview / numpy view holds a reference to the object, and the runtime
 // keeps one for as long as onnxruntime reads the weights in place, so no reader can ever touch an
-// unmapped page: after close() it reads zeros. The type is written against the CPython API because
-// pybind11's buffer support cannot count outstanding exports or refuse writable ones.
+// unmapped page: after close() it reads zeros, and what it writes is wiped when it is released.
+// The type is written against the CPython API because pybind11's buffer support cannot count
+// outstanding exports or refuse writable ones.
 #include <Python.h>
 #include <pybind11/pybind11.h>
 
@@ -83,7 +84,14 @@ int sb_getbuffer(PyObject* obj, Py_buffer* view, int flags) {
   return 0;
 }
 
-void sb_releasebuffer(PyObject* obj, Py_buffer*) { --self_of(obj)->exports; }
+// A writable view taken before close() (a memoryview, or the native core decrypting into the
+// buffer while a progress callback or another thread closes it) can still write afterwards: wipe
+// again as it is let go, so nothing written after close() outlives the writer.
+void sb_releasebuffer(PyObject* obj, Py_buffer* view) {
+  SecureBufferObject* self = self_of(obj);
+  --self->exports;
+  if (self->closed && !view->readonly) self->region->wipe();
+}
 
 Py_ssize_t sb_len(PyObject* obj) { return static_cast<Py_ssize_t>(self_of(obj)->region->size()); }
 

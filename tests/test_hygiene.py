@@ -191,7 +191,7 @@ def test_allocate_returning_a_non_buffer_does_not_leak_the_key(keys: Keys, tmp_p
         with pytest.raises(TypeError) as exc:
             decrypt_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n, bad=bad: bad)
         assert "Invoked with" not in everything_about(exc.value)
-    with pytest.raises(BufferError):  # read-only
+    with pytest.raises(TypeError, match="writable"):  # read-only
         decrypt_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n: bytes(n))
     with pytest.raises(ValueError):  # wrong size
         decrypt_file(path, [keys.x25519_dev.identity], keys.trust, allocate=lambda n: bytearray(n + 1))

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configures, builds and runs the native (C++) unit tests of the crypto engine with ctest.
+# Configures, builds and runs the native (C++) unit tests of the engine (chunked AEAD, detector,
+# secure buffer) with ctest.
 # Usage: tools/native-tests.sh [BUILD_DIR]   (default: build/native-tests, git-ignored)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

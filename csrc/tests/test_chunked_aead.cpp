@@ -1,10 +1,6 @@
 // Native unit tests of the chunked AEAD engine, checked against an independent reference built in
 // this file from plain one-shot EVP calls (fresh context per chunk, EVP_Digest for SHA-256).
-//
-// Usage: edgeguard_native_tests            run every case
-//        edgeguard_native_tests CASE...    run the named cases (ctest registers one test per case)
-//        edgeguard_native_tests --list     print the case names
-// No test framework: the project cannot download one, and a tiny CHECK macro is enough.
+// Harness and usage: check.h.
 #include <openssl/evp.h>
 #include <algorithm>
 #include <unistd.h>
@@ -16,32 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "chunked_aead.h"
 
 using namespace edgeguard;
+using edgeguard_test::Case;
 using Bytes = std::vector<uint8_t>;
 
 namespace {
-
-int g_failures = 0;
-
-#define CHECK(cond)                                                                   \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-      ++g_failures;                                                                   \
-    }                                                                                 \
-  } while (0)
-
-// Like CHECK, but stops the current case: later checks would only repeat the same failure.
-#define REQUIRE(cond)                                                                 \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++g_failures;                                                                   \
-      return;                                                                         \
-    }                                                                                 \
-  } while (0)
 
 const Cipher kCiphers[] = {Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305};
 const char* name_of(Cipher c) { return c == Cipher::Aes256Gcm ? "aes-256-gcm" : "chacha20-poly1305"; }
@@ -379,10 +357,15 @@ void test_nonce_prefix_changes_every_chunk() {
   }
 }
 
-struct Case {
-  const char* name;
-  void (*fn)();
-};
+// Near 2^64 the chunk count used to wrap to 0; thread requests are clamped to kMaxThreads.
+void test_limits_do_not_wrap() {
+  CHECK(chunk_count(UINT64_MAX, 1 << 20) == (1ull << 44));
+  CHECK(chunk_count(UINT64_MAX - 16, 1 << 20) == (1ull << 44));
+  CHECK(chunk_count(UINT64_MAX, 1) == UINT64_MAX);
+  CHECK(resolve_threads(65536, 1 << 20) == kMaxThreads);
+  CHECK(resolve_threads(UINT32_MAX, 3) == 3);
+  CHECK(resolve_threads(0, 1 << 20) >= 1 && resolve_threads(0, 1 << 20) <= kMaxThreads);
+}
 
 const Case kCases[] = {
     {"geometry", test_geometry},
@@ -393,37 +376,9 @@ const Case kCases[] = {
     {"fd_source_matches_memory", test_fd_source_matches_memory},
     {"digest_equals_seal_root", test_digest_equals_seal_root},
     {"nonce_prefix_changes_every_chunk", test_nonce_prefix_changes_every_chunk},
+    {"limits_do_not_wrap", test_limits_do_not_wrap},
 };
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  std::vector<const Case*> selected;
-  if (argc == 2 && std::strcmp(argv[1], "--list") == 0) {
-    for (const Case& c : kCases) std::printf("%s\n", c.name);
-    return 0;
-  }
-  for (int i = 1; i < argc; ++i) {
-    const Case* found = nullptr;
-    for (const Case& c : kCases)
-      if (std::strcmp(c.name, argv[i]) == 0) found = &c;
-    if (!found) {
-      std::fprintf(stderr, "unknown case: %s\n", argv[i]);
-      return 2;
-    }
-    selected.push_back(found);
-  }
-  if (selected.empty())
-    for (const Case& c : kCases) selected.push_back(&c);
-
-  int passed = 0, failed = 0;
-  for (const Case* c : selected) {
-    const int before = g_failures;
-    c->fn();
-    const bool ok = g_failures == before;
-    std::printf("%-36s %s\n", c->name, ok ? "ok" : "FAILED");
-    (ok ? passed : failed)++;
-  }
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
-}
+int main(int argc, char** argv) { return edgeguard_test::run_cases(kCases, argc, argv); }

@@ -1,4 +1,9 @@
-"""Private native core of edgeguard (csrc/). Bytes in, bytes out; no policy, no header knowledge."""
+"""Private native core of edgeguard (csrc/). Bytes in, bytes out; no policy, no header knowledge.
+
+Buffers must be C-contiguous (TypeError otherwise), writable where the core writes (TypeError) and
+exactly as long as the core writes (ValueError). Argument TypeErrors of calls that take a key never
+list the arguments.
+"""
 
 from typing import Callable
 
@@ -7,6 +12,8 @@ from typing_extensions import Buffer
 TAG_LEN: int
 NONCE_PREFIX_LEN: int
 MAX_CHUNK_SIZE: int
+MAX_THREADS: int  # worker threads per call; larger `threads` raise ValueError (0: all cores, capped)
+SIGNALS: tuple[str, ...]  # detector signal names, in the order of csrc/detector.h's enum Signal
 
 def openssl_version() -> str: ...
 def hardware_threads() -> int: ...
@@ -59,7 +66,10 @@ class SecureBuffer:
     def __len__(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def close(self) -> None:
-        """Wipes (OPENSSL_cleanse), unlocks and releases the pages; views read zeros afterwards."""
+        """Wipes (OPENSSL_cleanse), unlocks and releases the pages; views read zeros afterwards.
+
+        Whatever a view taken earlier writes after close() is wiped again when that view is released.
+        """
     def make_readonly(self) -> None:
         """Write-protects the pages. Raises BufferError while views are outstanding or after close."""
     def __enter__(self) -> SecureBuffer: ...

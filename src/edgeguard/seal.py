@@ -54,7 +54,8 @@ def _check_recipients(recipients: Sequence[Recipient]) -> None:
         raise ValueError("at least one recipient is needed")
 
 
-MAX_THREADS = 1 << 16
+# The native core caps its worker threads (more buys nothing and risks failing to start them).
+MAX_THREADS: int = _core.MAX_THREADS
 
 
 def check_threads(threads: Any) -> int:

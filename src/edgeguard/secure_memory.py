@@ -5,7 +5,8 @@ A SecureBuffer is a private anonymous mapping between two guard pages, excluded 
 with mlock when the process may (best effort: an unprivileged process is usually limited to a few
 MiB by RLIMIT_MEMLOCK; the result is reported, never fatal), and wiped with OPENSSL_cleanse and
 unlocked on close(). The pages are unmapped only when the last reference goes, so closing can
-never make a reader fault: a view held past close() reads zeros.
+never make a reader fault: a view held past close() reads zeros, and whatever it writes after
+close() is wiped again when it is released.
 
 None of this stops root on the device (or anyone with ptrace rights over the process) from
 reading the process's memory while a model is loaded.

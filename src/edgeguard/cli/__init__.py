@@ -94,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
         return p
 
+    from .._core import MAX_THREADS
+
     json_help = "machine-readable output: one JSON document on stdout"
-    threads_help = "worker threads, 0..65536 (default 0: all cores)"
+    threads_help = f"worker threads, 0..{MAX_THREADS} (default 0: every core, at most {MAX_THREADS})"
     trust_help = "trusted publisher public key (PEM); repeatable"
     validity_help = "accept a file outside its --not-before/--not-after window (with a warning) instead of exit code 6"
 

@@ -13,8 +13,8 @@ ATLAS_EXTRACT_MODEL = "AML.T0024.002"  # Exfiltration via AI Inference API: Extr
 ATLAS_INFERENCE_API_ACCESS = "AML.T0040"  # AI Model Inference API Access
 ATLAS_TECHNIQUES = (ATLAS_EXTRACT_MODEL, ATLAS_INFERENCE_API_ACCESS)
 
-# Signal names in the native layout order (csrc/detector.h, enum Signal).
-SIGNALS = ("invalid", "novelty", "chain", "low_margin", "coverage", "volume", "combined")
+# Signal names in the native layout order, from the native core itself (csrc/detector.h, kSignalNames).
+from .._core import SIGNALS
 
 _DESCRIPTIONS = {
     "invalid": "queries outside the model's declared input domain",
