@@ -227,6 +227,7 @@ def fingerprint() -> dict[str, Any]:
     fields = _cpuinfo_fields(_read("/proc/cpuinfo") or "") if system == "Linux" else {}
     isa, isa_source = _isa(family, system, fields)
     signals = detect_emulation(machine)
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on macOS
