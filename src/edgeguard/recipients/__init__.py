@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from importlib import import_module
 from types import ModuleType
-from typing import Any, Protocol, Sequence
+from typing import Any, NoReturn, Protocol, Sequence
 
 from ..format import Stanza, StanzaSpec
 
@@ -53,7 +53,7 @@ class Identity(Protocol):
 class NoPickle:
     """Key material must never be pickled into a cache, a queue or a crash dump by accident."""
 
-    def __reduce__(self) -> None:  # type: ignore[override]
+    def __reduce__(self) -> NoReturn:
         raise TypeError(f"{type(self).__name__} holds key material and cannot be pickled")
 
 
