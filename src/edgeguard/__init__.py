@@ -51,21 +51,20 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # what type checkers see for the lazy names; at run time they import on first use
-    from .detect import (
-        Action as Action,
-        AlertEvent as AlertEvent,
-        Decision as Decision,
-        Guard as Guard,
-        Policy as Policy,
-        Profile as Profile,
-        Reason as Reason,
-    )
+    from .detect import Action as Action
+    from .detect import AlertEvent as AlertEvent
+    from .detect import Decision as Decision
+    from .detect import Guard as Guard
+    from .detect import Policy as Policy
+    from .detect import Profile as Profile
+    from .detect import Reason as Reason
     from .freshness import VersionStore as VersionStore
     from .keys import TrustStore as TrustStore
     from .recipients import load_identity as load_identity
     from .recipients.pkcs11 import Pkcs11Identity as Pkcs11Identity
     from .recipients.scrypt import PassphraseIdentity as PassphraseIdentity
-    from .runtime import InferenceSession as InferenceSession, open_sealed as open_sealed
+    from .runtime import InferenceSession as InferenceSession
+    from .runtime import open_sealed as open_sealed
     from .secure_memory import harden_process as harden_process
 
 
