@@ -8,6 +8,7 @@ clean, move them into CHECKED (or check the whole package: ``mypy`` with no path
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,24 @@ def test_every_module_is_checked_or_pending() -> None:
     listed = set(CHECKED) | set(PENDING)
     top = {p.name for p in PACKAGE.iterdir() if p.suffix in (".py", ".pyi") or (p / "__init__.py").is_file()}
     assert top == listed
+
+
+def test_every_lazy_name_is_typed() -> None:
+    """Each name edgeguard loads on first use (_LAZY) is imported under TYPE_CHECKING from the same
+    module, so type checkers see the real class or function rather than module __getattr__'s Any."""
+    import edgeguard
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    typed = {
+        alias.asname: "." * node.level + (node.module or "")
+        for block in tree.body
+        if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.asname == alias.name  # "X as X": an explicit re-export
+    }
+    assert typed == edgeguard._LAZY
 
 
 @pytest.mark.slow
