@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib as _hashlib
+import json as _json
 import os
+import struct as _struct
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgeguard.errors import FormatError
 from edgeguard.format import ModelInfo
@@ -142,9 +146,6 @@ def listing(d: Path) -> list[str]:
 
 # --- byte-level surgery on sealed files (FORMAT.md "Layout"), for tamper tests -------------------
 
-import hashlib as _hashlib
-import json as _json
-import struct as _struct
 
 
 @dataclass

@@ -19,8 +19,10 @@ import hmac
 import json
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from itertools import pairwise
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -85,8 +87,8 @@ class Passphrase:
     max_log_n: int = 22
 
 
-Identity = Union[x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey, str, bytes, Passphrase]
-Trusted = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
+Identity = x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey | str | bytes | Passphrase
+Trusted = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 
 
 # --- canonical JSON ------------------------------------------------------------------------------
@@ -505,7 +507,7 @@ def check_inner_payload(p: bytes, kind: str) -> dict[str, bytes]:
         weights = sections["weights"]
         if len(weights) != (ends[-1][1] if ends else 0):
             raise err("weights length")
-        for (_, end), (nxt, _) in zip(ends, ends[1:]):
+        for (_, end), (nxt, _) in pairwise(ends):
             if any(weights[end:nxt]):
                 raise err("tensor padding")
     return sections

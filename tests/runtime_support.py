@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ def make_mlp(path: Path, widths: tuple[int, ...] = (32, 256, 256, 10), seed: int
     """An fp32 MLP (MatMul + Add + Relu layers) with a dynamic batch dimension."""
     rng = np.random.default_rng(seed)
     nodes, inits, prev = [], [], "x"
-    for i, (a, b) in enumerate(zip(widths, widths[1:])):
+    for i, (a, b) in enumerate(pairwise(widths)):
         w = (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32)
         bias = rng.standard_normal(b).astype(np.float32) * 0.1
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(bias, f"b{i}")]

@@ -167,7 +167,7 @@ def test_report_keeps_platform_names_distinct(quick_result) -> None:
 def test_report_rejects_invalid_file(tmp_path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "edgeguard-bench"}')
-    with pytest.raises(ResultsError, match="bad.json"):
+    with pytest.raises(ResultsError, match=r"bad\.json"):
         load(bad)
     (tmp_path / "notjson.json").write_text("{")
     with pytest.raises(ResultsError):

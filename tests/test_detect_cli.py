@@ -5,8 +5,8 @@ import numpy as np
 import onnx
 import pytest
 
-from _detect_world import World
 import edgeguard.cli.demo
+from _detect_world import World
 from edgeguard import Guard, Profile
 from edgeguard.cli import EXIT_ERROR, main
 from edgeguard.cli.demo import run_detector_demo

@@ -85,7 +85,7 @@ def test_apply_refuses_foreign_decisions(flagged, foreign):
     answer = [np.ones((1, 10), np.float32)]
     with pytest.raises(QueryBlockedError):
         guard.apply(decision, answer)  # the guard's own decision for this client blocks it
-    with pytest.raises(DetectorArgumentError, match="Guard.observe"):
+    with pytest.raises(DetectorArgumentError, match=r"Guard\.observe"):
         guard.apply(foreign, answer)
 
 

@@ -147,12 +147,12 @@ def test_build_rejects_bad_arguments(world, kwargs, message):
 def test_stricter_target_fpr_never_lowers_a_threshold(world):
     loose = build_profile(world, target_fpr=0.5)
     strict = build_profile(world, target_fpr=0.001)
-    assert all(s >= lo for s, lo in zip(strict.thresholds, loose.thresholds))
+    assert all(s >= lo for s, lo in zip(strict.thresholds, loose.thresholds, strict=True))
 
 
 def test_signals_without_evidence_stay_disarmed(world):
     p = build_profile(world, predict=None)
-    named = dict(zip(("invalid", "novelty", "chain", "low_margin", "coverage", "volume", "combined"), p.thresholds))
+    named = dict(zip(("invalid", "novelty", "chain", "low_margin", "coverage", "volume", "combined"), p.thresholds, strict=True))
     assert p.classes == 0 and math.isinf(named["low_margin"])
     assert math.isinf(named["volume"])  # no budget given
     assert math.isinf(named["coverage"])  # 200 held-out inputs cannot represent 300-query clients

@@ -7,8 +7,9 @@ import base64
 import copy
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -71,7 +72,8 @@ stanzas = st.one_of(
 @st.composite
 def headers(draw: st.DrawFn) -> Header:
     if draw(st.booleans()):
-        recipients: tuple[Stanza, ...] = (Stanza("scrypt", draw(st.binary(min_size=48, max_size=48)), params=(("log_n", draw(st.integers(10, 22))), ("salt", draw(st.binary(min_size=16, max_size=16))))),)  # fmt: skip
+        params = (("log_n", draw(st.integers(10, 22))), ("salt", draw(st.binary(min_size=16, max_size=16))))
+        recipients: tuple[Stanza, ...] = (Stanza("scrypt", draw(st.binary(min_size=48, max_size=48)), params=params),)
     else:
         recipients = tuple(draw(st.lists(stanzas, min_size=1, max_size=5, unique_by=lambda s: s.key_id)))
     nb = draw(st.none() | st.integers(0, fmt.MAX_INT - 1))
@@ -334,7 +336,7 @@ def test_header_body_over_max_header_size_is_rejected(obj: dict[str, Any]) -> No
         ({"recipients": "same twice"}, FormatError),
     ],
     ids=["chunk-3x", "chunk-small", "chunk-big", "labels-65", "label-empty", "name-257", "name-surrogate",
-         "window", "version-neg", "no-recipients", "recipients-65", "scrypt-not-alone", "duplicate-recipient"],  # fmt: skip
+         "window", "version-neg", "no-recipients", "recipients-65", "scrypt-not-alone", "duplicate-recipient"],
 )
 def test_seal_refuses_what_readers_reject(keys: Keys, tmp_path: Path, kwargs: dict[str, Any], error: type[Exception]) -> None:
     src = tmp_path / "m.bin"

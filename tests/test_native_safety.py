@@ -19,8 +19,8 @@ import pytest
 from edgeguard import _core
 from edgeguard.cli import parse_threads
 from edgeguard.detect import events
-from edgeguard.secure_memory import SecureBuffer
 from edgeguard.seal import MAX_THREADS, check_threads
+from edgeguard.secure_memory import SecureBuffer
 from edgeguard.unseal import decrypt_file
 from helpers import Keys, raw_payload, seal_bytes
 

@@ -91,7 +91,7 @@ def test_openssl_verifies_the_publisher_signature(tmp_path: Path, signer_kind: s
     """The signature in a sealed file is a plain Ed25519 / ECDSA-P256-SHA256 signature over the
     message FORMAT.md defines: openssl verifies it with nothing but the public key."""
     skey, spub = genpkey(tmp_path, signer_kind, "publisher")
-    dkey, dpub = genpkey(tmp_path, "x25519", "device")
+    _dkey, dpub = genpkey(tmp_path, "x25519", "device")
     path = seal_bytes(tmp_path / "m.sealed", raw_payload(b"m"), signer=SigningKey.load(skey), recipients=[load_recipient(dpub)])
     data = path.read_bytes()
     hl = int.from_bytes(data[12:16], "big")

@@ -77,7 +77,7 @@ def test_the_device_refuses_a_work_factor_above_its_ceiling_before_deriving(keys
     derived = []
     real = scrypt._derive
     monkeypatch.setattr(scrypt, "_derive", lambda *a: derived.append(a) or real(*a))
-    with pytest.raises(NotARecipientError, match="log_n 11 .*max_log_n 10") as info:
+    with pytest.raises(NotARecipientError, match=r"log_n 11 .*max_log_n 10") as info:
         decrypt_file(path, [PassphraseIdentity(PASSPHRASE, max_log_n=10)], keys.trust)
     assert derived == [] and PASSPHRASE not in str(info.value)
     assert bytes(decrypt_file(path, [PassphraseIdentity(PASSPHRASE, max_log_n=11)], keys.trust).buffer).find(b"secret") > 0

@@ -196,7 +196,7 @@ def test_options_that_write_to_disk_or_are_reused_are_refused(env: dict[str, Any
         edgeguard.InferenceSession(env["sealed"], options, **kwargs)
     options = ort.SessionOptions()
     options.add_session_config_entry("ep.context_enable", "1")
-    with pytest.raises(ValueError, match="ep.context_enable"):
+    with pytest.raises(ValueError, match=r"ep\.context_enable"):
         edgeguard.InferenceSession(env["sealed"], options, **kwargs)
     options = ort.SessionOptions()
     edgeguard.InferenceSession(env["sealed"], options, **kwargs).close()

@@ -62,7 +62,7 @@ def test_version_store_refuses_rollback_per_model_name(policy_env: tuple[Path, K
 
 
 def test_corrupt_version_store_fails_closed(policy_env: tuple[Path, Keys, Path], tmp_path: Path) -> None:
-    model, keys, tmp = policy_env
+    model, keys, _tmp = policy_env
     sealed = seal(model, tmp_path / "m.sealed", keys)
     store_path = tmp_path / "versions.json"
     for damaged in (b"{not json", b'{"models": {"clf": "2"}}', b"[]"):
@@ -91,7 +91,7 @@ class _SpyIdentity:
 
 
 def test_freshness_is_checked_before_any_key_is_unwrapped(policy_env: tuple[Path, Keys, Path], tmp_path: Path) -> None:
-    model, keys, tmp = policy_env
+    model, keys, _tmp = policy_env
     expired = seal(model, tmp_path / "expired.sealed", keys, not_after=T0)
     spy = _SpyIdentity(keys)
     with pytest.raises(ExpiredError):
@@ -110,7 +110,7 @@ def test_freshness_is_checked_before_any_key_is_unwrapped(policy_env: tuple[Path
 def test_a_version_is_recorded_only_once_the_whole_file_verified(policy_env: tuple[Path, Keys, Path], tmp_path: Path) -> None:
     from edgeguard.errors import IntegrityError
 
-    model, keys, tmp = policy_env
+    model, keys, _tmp = policy_env
     v9 = seal(model, tmp_path / "v9.sealed", keys, version=9)
     data = bytearray(v9.read_bytes())
     data[-1] ^= 1  # the last chunk's tag: the signed header (and its version) is intact

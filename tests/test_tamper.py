@@ -4,9 +4,10 @@ are opaque, no output file is ever written, and the reference decoder reaches th
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,7 @@ def check(
     tmp_path: Path,
     expected: type[EdgeguardError],
     *,
-    verify_expected: type[EdgeguardError] | None | str = "same",
+    verify_expected: type[EdgeguardError] | str | None = "same",
     identities: Sequence[Any] | None = None,
     ref_identities: Sequence[Any] | None = None,
     trust: TrustStore | None = None,

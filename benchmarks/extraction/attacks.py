@@ -41,7 +41,7 @@ def jbda(ctx: Context, seeds: int = 10, step: float = 0.1) -> Attack:
     while True:
         sub = _substitute(np.array(xs), np.array(ys))
         new = []
-        for x, y in zip(list(xs), list(ys)):
+        for x, y in zip(list(xs), list(ys), strict=True):
             if sub is None:
                 direction = np.sign(ctx.rng.normal(size=x.shape))
             else:  # sign of d p_y / d x for a softmax-regression substitute
@@ -129,7 +129,7 @@ def critical_points(ctx: Context, span: float = 8.0, inbox: bool = False) -> Att
             x0, d = a, ctx.rng.normal(size=64).astype(np.float32)
             d, lo, hi = d / np.linalg.norm(d), -span, span
 
-        def point(t):
+        def point(t, x0=x0, d=d):
             return (x0 + t * d).astype(np.float32)
 
         ts = np.linspace(lo, hi, 9)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 GOALS = {
     "detection_rate": 1.0,
     "median_queries_to_alert": 50,
@@ -115,10 +114,10 @@ def plots(res: dict, out: Path) -> None:
     cols = 4
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax, name in zip(axes.ravel(), names):
+    for ax, name in zip(axes.ravel(), names, strict=True):
         a = res["attacks"][name]
         for r in a["runs"]:
-            n, f = zip(*r["curve"])
+            n, f = zip(*r["curve"], strict=True)
             ax.plot(n, f, color="0.6", lw=1)
             for who, color, marker in (("edgeguard", "tab:red", "o"), ("prada", "tab:blue", "s")):
                 q, fa = r[who]["first_alert"], r[who]["fidelity_at_alert"]
@@ -132,7 +131,7 @@ def plots(res: dict, out: Path) -> None:
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
+    uniq = dict(zip(labels, handles, strict=True))
     fig.legend(uniq.values(), [f"{k} first alert" for k in uniq], loc="upper center", ncol=2)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(out / "fidelity.png", dpi=110)

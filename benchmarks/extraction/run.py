@@ -25,13 +25,13 @@ from sklearn.neural_network import MLPClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import attacks as atk  # noqa: E402
-import report  # noqa: E402
-import victims as vic  # noqa: E402
-from prada import Prada  # noqa: E402
+import attacks as atk
+import report
+import victims as vic
+from prada import Prada
 
-from edgeguard import Guard, Profile  # noqa: E402
-from edgeguard.detect import SIGNALS  # noqa: E402
+from edgeguard import Guard, Profile
+from edgeguard.detect import SIGNALS
 
 BENIGN_VARIANTS = ("clean", "noise", "resubmit", "skewed", "long")
 NOISE_SIGMA = 0.05
@@ -268,7 +268,7 @@ def run(cfg: Config) -> dict:
                     for k, v in victims.items()},
         "profiles": [{"seed": seed, "bytes": len(p.to_bytes()), "near_dist": p.near_dist,
                       "novelty_slack": p.novelty_slack,
-                      "thresholds": dict(zip(SIGNALS, [None if np.isinf(t) else t for t in p.thresholds]))}
+                      "thresholds": dict(zip(SIGNALS, [None if np.isinf(t) else t for t in p.thresholds], strict=True))}
                      for (kind, seed), p in profiles.items() if kind == "mlp"],
         "attacks": attack_results,
         "benign": benign,
@@ -286,7 +286,7 @@ def run(cfg: Config) -> dict:
 def _prada_latency(splits, victim) -> list[int]:
     prada, out = Prada(), []
     ps = victim.run(splits.benign)
-    for x, p in zip(splits.benign, ps):
+    for x, p in zip(splits.benign, ps, strict=True):
         t0 = time.perf_counter_ns()
         prada.observe(x, int(p.argmax()))
         out.append(time.perf_counter_ns() - t0)

@@ -93,7 +93,7 @@ def mlp_victim(splits: Splits, hidden: int = 32, seed: int = 0) -> Victim:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = MLPClassifier((hidden,), max_iter=400, random_state=seed).fit(splits.train_x, splits.train_y)
-    return Victim(_graph(list(zip(clf.coefs_, clf.intercepts_)), "digits_mlp"))
+    return Victim(_graph(list(zip(clf.coefs_, clf.intercepts_, strict=True)), "digits_mlp"))
 
 
 def logreg_victim(splits: Splits) -> Victim:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .errors import (
@@ -49,6 +49,23 @@ _LAZY = {
     "VersionStore": ".freshness",
     "load_identity": ".recipients",
 }
+
+if TYPE_CHECKING:  # what type checkers see for the lazy names; at run time they import on first use
+    from .detect import Action as Action
+    from .detect import AlertEvent as AlertEvent
+    from .detect import Decision as Decision
+    from .detect import Guard as Guard
+    from .detect import Policy as Policy
+    from .detect import Profile as Profile
+    from .detect import Reason as Reason
+    from .freshness import VersionStore as VersionStore
+    from .keys import TrustStore as TrustStore
+    from .recipients import load_identity as load_identity
+    from .recipients.pkcs11 import Pkcs11Identity as Pkcs11Identity
+    from .recipients.scrypt import PassphraseIdentity as PassphraseIdentity
+    from .runtime import InferenceSession as InferenceSession
+    from .runtime import open_sealed as open_sealed
+    from .secure_memory import harden_process as harden_process
 
 
 def __getattr__(name: str) -> Any:

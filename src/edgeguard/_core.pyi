@@ -5,7 +5,7 @@ exactly as long as the core writes (ValueError). Argument TypeErrors of calls th
 list the arguments.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 from typing_extensions import Buffer
 

@@ -12,8 +12,9 @@ import binascii
 import json
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from . import kinds
 from .errors import FormatError, IntegrityError, UnsupportedVersionError
@@ -167,13 +168,13 @@ def _str(value: Any, what: str, lo: int, hi: int) -> str:
         size = len(value.encode("utf-8")) if isinstance(value, str) else -1
     except UnicodeEncodeError:  # a lone surrogate such as "\ud800" is valid JSON but not UTF-8
         size = -1
-    if not lo <= size <= hi:
+    if not isinstance(value, str) or not lo <= size <= hi:
         raise FormatError(f"{what} must be a string of {lo}..{hi} bytes of UTF-8")
     return value
 
 
 def _choice(value: Any, what: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise FormatError(f"{what} must be one of {', '.join(choices)}")
     return value
 
@@ -346,10 +347,10 @@ class Header:
 
 def validate_chunk_size(chunk_size: Any) -> int:
     """Raises FormatError unless chunk_size is a power of two within the named limits."""
-    _int(chunk_size, "chunk_size", MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)
-    if chunk_size & (chunk_size - 1):
+    size = _int(chunk_size, "chunk_size", MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)
+    if size & (size - 1):
         raise FormatError("chunk_size must be a power of two")
-    return chunk_size
+    return size
 
 
 def parse_header(body: bytes) -> Header:
@@ -406,6 +407,7 @@ def parse_preamble(data: bytes) -> int:
     """
     if len(data) < PREAMBLE_LEN:
         raise FormatError("file is too short to be a sealed model")
+    header_len: int  # PREAMBLE's last field is an unsigned integer
     magic, version, flags, header_len = PREAMBLE.unpack_from(data)
     if magic != MAGIC:
         raise FormatError("not an edgeguard sealed file (bad magic)")

@@ -11,8 +11,8 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ._files import atomic_output
 from .errors import ExpiredError, LoadRefusedError, NotYetValidError, RollbackError

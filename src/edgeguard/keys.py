@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,8 +28,8 @@ DEVICE_KEY_TYPES = ("x25519", "p256")
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 MAX_KEY_FILE_SIZE = 64 * 1024
 
-PrivateKey = Union[ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey]
-PublicKey = Union[ed25519.Ed25519PublicKey, x25519.X25519PublicKey, ec.EllipticCurvePublicKey]
+PrivateKey = ed25519.Ed25519PrivateKey | x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = ed25519.Ed25519PublicKey | x25519.X25519PublicKey | ec.EllipticCurvePublicKey
 
 
 def key_id(public_key: PublicKey) -> str:
@@ -110,7 +111,10 @@ def load_private_key(source: str | os.PathLike[str] | bytes) -> PrivateKey:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise KeyFileError("not an unencrypted PEM private key") from None
-    return _supported(key, (ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey), "private")
+    if not isinstance(key, (ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey)):
+        raise KeyFileError(f"unsupported private key type {type(key).__name__}")
+    _check_curve(key)
+    return key
 
 
 def load_public_key(source: str | os.PathLike[str] | bytes) -> PublicKey:
@@ -124,16 +128,16 @@ def load_public_key(source: str | os.PathLike[str] | bytes) -> PublicKey:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise KeyFileError("not a PEM public key") from None
-    return _supported(key, (ed25519.Ed25519PublicKey, x25519.X25519PublicKey, ec.EllipticCurvePublicKey), "public")
-
-
-def _supported(key: Any, types: tuple[type, ...], what: str) -> Any:
-    """Raises KeyFileError unless `key` is one of `types` and, if elliptic-curve, on P-256."""
-    if not isinstance(key, types):
-        raise KeyFileError(f"unsupported {what} key type {type(key).__name__}")
-    if isinstance(getattr(key, "curve", None), ec.EllipticCurve) and not isinstance(key.curve, ec.SECP256R1):
-        raise KeyFileError("only the P-256 curve is supported")
+    if not isinstance(key, (ed25519.Ed25519PublicKey, x25519.X25519PublicKey, ec.EllipticCurvePublicKey)):
+        raise KeyFileError(f"unsupported public key type {type(key).__name__}")
+    _check_curve(key)
     return key
+
+
+def _check_curve(key: PrivateKey | PublicKey) -> None:
+    """Raises KeyFileError for an elliptic-curve key on any curve but P-256."""
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and not isinstance(key.curve, ec.SECP256R1):
+        raise KeyFileError("only the P-256 curve is supported")
 
 
 def _signature_message(header_digest: bytes, chunk_root: bytes) -> bytes:
@@ -143,7 +147,8 @@ def _signature_message(header_digest: bytes, chunk_root: bytes) -> bytes:
 class VerifyingKey:
     """A publisher's public key."""
 
-    def __init__(self, public_key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey) -> None:
+    def __init__(self, public_key: PublicKey) -> None:
+        """Raises KeyFileError unless the key is Ed25519 or P-256 (an X25519 key cannot sign)."""
         if isinstance(public_key, ed25519.Ed25519PublicKey):
             self.alg = "ed25519"
         elif isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1):
@@ -156,7 +161,7 @@ class VerifyingKey:
     @classmethod
     def load(cls, source: str | os.PathLike[str] | bytes) -> VerifyingKey:
         """Raises KeyFileError for an unreadable or unsuitable key."""
-        return cls(load_public_key(source))  # type: ignore[arg-type]
+        return cls(load_public_key(source))
 
     def verify(self, header_digest: bytes, chunk_root: bytes, signature: bytes) -> bool:
         """True iff `signature` is this key's valid (and, for ECDSA, low-s) signature."""
@@ -192,7 +197,7 @@ class SigningKey(NoPickle):
         """Raises ValueError for a type that cannot sign."""
         if kind not in SIGNING_KEY_TYPES:
             raise ValueError(f"signing keys are one of {', '.join(SIGNING_KEY_TYPES)}")
-        return cls(generate_private_key(kind))  # type: ignore[arg-type]
+        return cls(ed25519.Ed25519PrivateKey.generate() if kind == "ed25519" else ec.generate_private_key(ec.SECP256R1()))
 
     @classmethod
     def load(cls, source: str | os.PathLike[str] | bytes) -> SigningKey:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +99,7 @@ def build_payload(kind: str, sections: Sequence[tuple[str, Any]], tensors: Seque
         total += len(memoryview(data).cast("B"))
     out = bytearray(total)
     out[: len(head)] = head
-    for (_, data), offset in zip(sections, offsets):
+    for (_, data), offset in zip(sections, offsets, strict=True):
         view = memoryview(data).cast("B")
         out[offset : offset + len(view)] = view
     return out
@@ -165,14 +167,14 @@ def parse_payload(buf: Any, kind: str) -> Layout:
         raise FormatError("too many tensors")
     parsed = [_parse_tensor(t) for t in obj["tensors"]]
     expected = tensor_entries([(n, d, s) for n, d, s, _, _ in parsed])
-    if any((t.offset, t.length) != (off, ln) for t, (_, _, _, off, ln) in zip(expected, parsed)):
+    if any((t.offset, t.length) != (off, ln) for t, (_, _, _, off, ln) in zip(expected, parsed, strict=True)):
         raise FormatError("tensor table offsets or lengths are not the canonical layout")
     tensor_section = kinds.get(kind).tensor_section
     if tensor_section is not None:
         section_offset, section_len = sections[tensor_section]
         if tensors_extent(expected) != section_len:
             raise FormatError(f"{tensor_section} section length does not match the tensor table")
-        for prev, nxt in zip(expected, expected[1:]):
+        for prev, nxt in pairwise(expected):
             if any(view[section_offset + prev.offset + prev.length : section_offset + nxt.offset]):
                 raise FormatError("padding between tensors must be zero")
     elif expected:

@@ -24,16 +24,17 @@ import re
 import sys
 import time
 import weakref
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
 from . import kinds
 from .errors import FormatError
 from .format import Header, ModelInfo
+from .freshness import Clock, VersionStore, check_validity
 from .keys import resolve_trust
 from .kinds.onnx import WEIGHTS_LOCATION
-from .freshness import Clock, VersionStore, check_validity
 from .recipients import resolve_identities
 from .secure_memory import MemoryReport, SecureBuffer, memory_report
 from .unseal import Opened, decrypt_file
@@ -42,7 +43,7 @@ from .unseal import Opened, decrypt_file
 # imported and logs session events to it; a device runtime must write nothing. The variable only
 # works if onnxruntime is not imported yet; disable_telemetry_events() stops the events otherwise.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-import onnxruntime as ort  # noqa: E402
+import onnxruntime as ort
 
 ort.disable_telemetry_events()
 
@@ -127,7 +128,8 @@ def _check_no_disk_writes(options: ort.SessionOptions, providers: Any, provider_
 
 def _config_entry(options: ort.SessionOptions, key: str) -> str:
     try:
-        return options.get_session_config_entry(key)
+        entry: str = options.get_session_config_entry(key)
+        return entry
     except RuntimeError:  # onnxruntime raises when the key was never set
         return ""
 
@@ -138,6 +140,19 @@ def _keep_alive(_obj: object) -> None:
 
 def _model_info_str(model: ModelInfo) -> str:
     return f"{model.name!r} v{model.version}"
+
+
+class _OrtSession(Protocol):
+    """What this module uses of an onnxruntime.InferenceSession (onnxruntime ships no type hints)."""
+
+    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any], run_options: Any = None) -> list[Any]: ...
+    def get_inputs(self) -> list[Any]: ...
+    def get_outputs(self) -> list[Any]: ...
+    def get_overridable_initializers(self) -> list[Any]: ...
+    def get_modelmeta(self) -> Any: ...
+    def get_providers(self) -> list[str]: ...
+    def get_provider_options(self) -> dict[str, Any]: ...
+    def get_session_options(self) -> Any: ...
 
 
 class InferenceSession:
@@ -201,7 +216,7 @@ class InferenceSession:
         options = sess_options if sess_options is not None else ort.SessionOptions()
         _check_no_disk_writes(options, providers, provider_options)
         self._guard = guard
-        self._ort: ort.InferenceSession | None = None
+        self._ort: _OrtSession | None = None
         self._buffer: SecureBuffer | None = None
         self.hygiene = hygiene
         opened = _open_verified(path, identity, trust, passphrase, clock, version_store, threads)
@@ -222,7 +237,7 @@ class InferenceSession:
         # onnxruntime keeps raw pointers into the buffer (the session in strict mode, the options'
         # in-memory file table in both modes) but no Python reference: tie the mapping's lifetime
         # to both objects so it is never unmapped under them. A closed buffer holds no RAM.
-        session._edgeguard_weights = buffer  # type: ignore[attr-defined]
+        session._edgeguard_weights = buffer
         weakref.finalize(options, _keep_alive, buffer)
         if hygiene == "strict":
             self._buffer = buffer
@@ -249,7 +264,7 @@ class InferenceSession:
             weights.release()
             _wipe_bytes(graph)
 
-    def _session(self) -> ort.InferenceSession:
+    def _session(self) -> _OrtSession:
         if self._ort is None:
             raise ValueError("the InferenceSession is closed")
         return self._ort
@@ -272,7 +287,8 @@ class InferenceSession:
         if self._guard is None:
             return outputs
         decision = self._guard.observe(client_id, input_feed, outputs)
-        return self._guard.apply(decision, outputs)
+        guarded: list[Any] = self._guard.apply(decision, outputs)  # any guard object: see the class doc
+        return guarded
 
     def get_inputs(self) -> list[Any]:
         return self._session().get_inputs()
@@ -315,7 +331,7 @@ class InferenceSession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __reduce__(self) -> None:  # type: ignore[override]
+    def __reduce__(self) -> NoReturn:
         raise TypeError("an edgeguard InferenceSession holds decrypted weights and cannot be pickled")
 
     def __repr__(self) -> str:
@@ -368,7 +384,7 @@ class SealedTensors:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __reduce__(self) -> None:  # type: ignore[override]
+    def __reduce__(self) -> NoReturn:
         raise TypeError("SealedTensors holds decrypted data and cannot be pickled")
 
     def __repr__(self) -> str:

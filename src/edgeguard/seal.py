@@ -12,9 +12,10 @@ import hashlib
 import mmap
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -219,4 +220,4 @@ def seal_model(
         payload[:] = b""  # drop our plaintext copy promptly
 
 
-__all__ = ["seal_model", "seal_payload", "build_model_payload", "SealResult", "derive_payload_key"]
+__all__ = ["SealResult", "build_model_payload", "derive_payload_key", "seal_model", "seal_payload"]

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import _core, kinds
 from .errors import IntegrityError, NotARecipientError

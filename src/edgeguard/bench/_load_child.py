@@ -14,11 +14,25 @@ import re
 import resource
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import onnxruntime as ort
 
 import edgeguard
 from edgeguard.bench.workloads import sample_inputs
+
+if TYPE_CHECKING:
+    from edgeguard.runtime import SealedTensors
+
+
+@runtime_checkable
+class _Session(Protocol):
+    """What the child runs: an onnxruntime or edgeguard InferenceSession."""
+
+    def get_inputs(self) -> list[Any]: ...
+
+    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any]) -> list[Any]: ...
 
 
 def _memory() -> tuple[int, int]:
@@ -29,17 +43,27 @@ def _memory() -> tuple[int, int]:
     except OSError:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS
         return peak, peak
-    rss, hwm = (int(re.search(field + r":\s+(\d+) kB", status).group(1)) * 1024 for field in ("VmRSS", "VmHWM"))
+    rss, hwm = (_status_kb(status, field) * 1024 for field in ("VmRSS", "VmHWM"))
     return rss, hwm
 
 
-def _load(spec: dict) -> object:
+def _status_kb(status: str, field: str) -> int:
+    match = re.search(field + r":\s+(\d+) kB", status)
+    if match is None:
+        raise RuntimeError(f"no {field} in /proc/self/status")
+    return int(match.group(1))
+
+
+def _load(spec: dict[str, Any]) -> _Session | SealedTensors:
     mode = spec["mode"]
+    plain: _Session  # onnxruntime is untyped
     if mode == "plain_path":
-        return ort.InferenceSession(spec["model"], providers=["CPUExecutionProvider"])
+        plain = ort.InferenceSession(spec["model"], providers=["CPUExecutionProvider"])
+        return plain
     if mode == "plain_bytes":
         with open(spec["model"], "rb") as f:
-            return ort.InferenceSession(f.read(), providers=["CPUExecutionProvider"])
+            plain = ort.InferenceSession(f.read(), providers=["CPUExecutionProvider"])
+        return plain
     if mode == "open_only":  # verify + decrypt into secure memory, no onnxruntime: the crypto floor
         return edgeguard.open_sealed(spec["sealed"], identity=spec["identity"], trust=spec["trust"])
     return edgeguard.InferenceSession(spec["sealed"], identity=spec["identity"], trust=spec["trust"], hygiene=mode,
@@ -51,8 +75,8 @@ def main() -> None:
     base, _ = _memory()
     t0 = time.perf_counter()
     session = _load(spec)
-    out = {"load_s": time.perf_counter() - t0, "peak_rss_above_baseline_bytes": _memory()[1] - base}
-    if spec["mode"] != "open_only":
+    out: dict[str, float] = {"load_s": time.perf_counter() - t0, "peak_rss_above_baseline_bytes": _memory()[1] - base}
+    if isinstance(session, _Session):  # every mode but open_only, whose SealedTensors has nothing to run
         for batch in (1, 32):
             feeds = sample_inputs(session.get_inputs(), batch)
             if all(v.shape[:1] == (batch,) for v in feeds.values()):

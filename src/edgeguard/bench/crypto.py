@@ -254,7 +254,8 @@ def summarize(rows: list[dict[str, Any]], speed: list[dict[str, Any]], ciphers: 
     def speed_at(alg: str, block: int = MIB) -> float | None:
         for r in speed:
             if r["algorithm"] == alg and r["block_bytes"] == block:
-                return r["bytes_per_s"]
+                rate: float = r["bytes_per_s"]
+                return rate
         return None
 
     out = []

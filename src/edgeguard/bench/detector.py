@@ -118,7 +118,8 @@ def run_detector_suite(cfg: DetectorConfig, tmp: Path, progress: bool | None = N
         plain = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
 
         def predict(x: np.ndarray) -> np.ndarray:
-            return plain.run(None, {"x": x})[0]
+            y: np.ndarray = plain.run(None, {"x": x})[0]  # onnxruntime is untyped
+            return y
 
         benign = _Benign(cfg.dim, cfg.classes, seed=0)
         profile = Profile.build(benign.draw(cfg.calibration), predict=predict, streams=cfg.streams,
@@ -133,10 +134,11 @@ def run_detector_suite(cfg: DetectorConfig, tmp: Path, progress: bool | None = N
             observe.append({"rows": rows, **latency_stats(samples)})
 
         bar.step("detector: guarded sessions")
-        keys = {"identity": str(w.identity), "trust": str(w.trust), "providers": ["CPUExecutionProvider"]}
+        identity, trust, cpu = str(w.identity), str(w.trust), ["CPUExecutionProvider"]
         run_guard = Guard(profile, max_clients=max(cfg.clients, 1024))
-        sessions = {"unguarded": InferenceSession(w.sealed, hygiene="fast", **keys),
-                    "guarded": InferenceSession(w.sealed, hygiene="fast", guard=run_guard, **keys)}
+        sessions = {"unguarded": InferenceSession(w.sealed, hygiene="fast", identity=identity, trust=trust, providers=cpu),
+                    "guarded": InferenceSession(w.sealed, hygiene="fast", guard=run_guard, identity=identity, trust=trust,
+                                                providers=cpu)}
         feeds = [{"x": x[i:i + 1]} for i in range(256)]
         counter = itertools.count()
 

@@ -227,10 +227,8 @@ def fingerprint() -> dict[str, Any]:
     fields = _cpuinfo_fields(_read("/proc/cpuinfo") or "") if system == "Linux" else {}
     isa, isa_source = _isa(family, system, fields)
     signals = detect_emulation(machine)
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on macOS
-        usable = os.cpu_count()
+    affinity = getattr(os, "sched_getaffinity", None)  # not on macOS
+    usable = len(affinity(0)) if affinity is not None else os.cpu_count()
     return {
         "machine": machine,
         "arch": family,

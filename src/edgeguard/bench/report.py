@@ -13,7 +13,7 @@ import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from edgeguard._files import write_file
 from edgeguard.bench.results import load
@@ -23,7 +23,7 @@ GB = 1e9
 
 def display_label(doc: dict[str, Any]) -> str:
     """The document's label, with "[emulated]" appended when emulated and not already said."""
-    label = doc["label"]
+    label: str = doc["label"]
     if doc["emulated"] and "emulated" not in label.lower():
         label += " [emulated]"
     return label
@@ -55,7 +55,14 @@ def _ratio(v: float | None) -> str:
 
 
 def _crypto(doc: dict[str, Any]) -> dict[str, Any] | None:
-    return doc["suites"].get("crypto")
+    crypto: dict[str, Any] | None = doc["suites"].get("crypto")
+    return crypto
+
+
+def _crypto_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """The crypto section of a document already filtered to have one."""
+    crypto: dict[str, Any] = doc["suites"]["crypto"]
+    return crypto
 
 
 def _features(fp: dict[str, Any]) -> str:
@@ -81,7 +88,7 @@ def markdown(docs: Sequence[dict[str, Any]], images: dict[str, str] | None = Non
                      f"{fp['hardware_threads']} | {_features(fp)} | {fp['versions']['openssl']} | {d['mode']} | "
                      f"{'n/a' if load is None else f'{load[0]:.2f}'} | {d['created']} |")
 
-    crypto = [(d, _crypto(d)) for d in docs if _crypto(d)]
+    crypto = [(d, c) for d in docs if (c := _crypto(d))]
     if crypto:
         base_doc, base = next(((d, c) for d, c in crypto if not d["emulated"]), crypto[0])
         base_open = {s["cipher"]: s.get("open_1t_bytes_per_cpu_s") for s in base["summary"]}
@@ -266,7 +273,7 @@ def plot_throughput(docs: Sequence[dict[str, Any]], path: Path | BinaryIO) -> No
     for i, (alg, what) in enumerate(series):
         values = []
         for d in docs:
-            c = _crypto(d)
+            c = _crypto_of(d)
             if what == "openssl":
                 v = next((r["bytes_per_s"] for r in c["openssl"]["speed"]
                           if r["algorithm"] == alg and r["block_bytes"] == 1 << 20), None)
@@ -297,7 +304,7 @@ def plot_scaling(docs: Sequence[dict[str, Any]], path: Path | BinaryIO) -> None:
     fig, (abs_ax, rel_ax) = plt.subplots(1, 2, figsize=(9, 4), dpi=90)
     top = 1
     for d in docs:
-        for s in _crypto(d)["summary"]:
+        for s in _crypto_of(d)["summary"]:
             t = [r["threads"] for r in s["scaling"]]
             top = max(top, *t)
             label = f"{display_label(d)}: {s['cipher']}"
@@ -318,7 +325,7 @@ def plot_scaling(docs: Sequence[dict[str, Any]], path: Path | BinaryIO) -> None:
         ax.set_xticks(range(1, top + 1))
     fig.legend(*rel_ax.get_legend_handles_labels(), fontsize=7, ncol=2, loc="lower center")
     fig.suptitle(_title("Thread scaling of open", docs), fontsize=10)
-    entries = sum(len(_crypto(d)["summary"]) for d in docs) + 2
+    entries = sum(len(_crypto_of(d)["summary"]) for d in docs) + 2
     fig.tight_layout(rect=(0, 0.04 + 0.04 * ((entries + 1) // 2), 1, 1))
     fig.savefig(path, format="png")
     plt.close(fig)
@@ -343,7 +350,7 @@ def plot_load(docs: Sequence[dict[str, Any]], path: Path | BinaryIO) -> None:
     fig, (t_ax, m_ax) = plt.subplots(1, 2, figsize=(9, 4), dpi=90)
     modes = list(docs[0]["suites"]["load"]["models"][0]["modes"]) if docs else []
     colors = {mode: f"C{i}" for i, mode in enumerate(modes)}
-    styles = ["-", "--", ":", "-."]
+    styles: list[Literal["-", "--", ":", "-."]] = ["-", "--", ":", "-."]
     for k, d in enumerate(docs):
         models = sorted(d["suites"]["load"]["models"], key=lambda m: m["model_bytes"])
         x = [m["model_bytes"] / 1e6 for m in models]

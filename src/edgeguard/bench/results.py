@@ -25,7 +25,8 @@ class ResultsError(ValueError):
 
 def schema() -> dict[str, Any]:
     """The JSON schema of the result document."""
-    return json.loads(resources.files("edgeguard.bench").joinpath("schema.json").read_text())
+    doc: dict[str, Any] = json.loads(resources.files("edgeguard.bench").joinpath("schema.json").read_text())
+    return doc
 
 
 def default_label(fp: dict[str, Any]) -> str:
@@ -69,7 +70,7 @@ def validate(doc: Any) -> None:
 def load(path: str | Path) -> dict[str, Any]:
     """Reads and validates a result file. Raises ResultsError (also for unreadable JSON) or OSError."""
     try:
-        doc = json.loads(Path(path).read_text())
+        doc: dict[str, Any] = json.loads(Path(path).read_text())  # validate() checks it is an object
     except json.JSONDecodeError as e:
         raise ResultsError(f"{path}: not JSON: {e}") from e
     try:

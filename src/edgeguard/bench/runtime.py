@@ -89,7 +89,8 @@ def _child(spec: dict[str, Any]) -> dict[str, float]:
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise BenchError(f"{spec['mode']} load of {spec['model']} failed: {out.stderr.strip()[-500:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _spec(w: Workload, mode: str) -> dict[str, Any]:
@@ -108,9 +109,9 @@ def _load_model(cfg: LoadConfig, w: Workload, probe: Workload, bar: Progress) ->
             runs[mode].append(_child(_spec(w, mode)))
     bar.step(f"load {probe.name} (session probe)")
     session_bytes = _child(_spec(probe, "plain_path"))["peak_rss_above_baseline_bytes"]
-    modes = {}
+    modes: dict[str, dict[str, Any]] = {}
     for mode, rs in runs.items():
-        m = {"load_samples_s": [r["load_s"] for r in rs],
+        m: dict[str, Any] = {"load_samples_s": [r["load_s"] for r in rs],
              "peak_rss_samples_bytes": [r["peak_rss_above_baseline_bytes"] for r in rs]}
         m["load_s"] = statistics.median(m["load_samples_s"])
         m["load_min_s"] = min(m["load_samples_s"])  # the least disturbed run on a shared machine
@@ -121,7 +122,7 @@ def _load_model(cfg: LoadConfig, w: Workload, probe: Workload, bar: Progress) ->
         modes[mode] = m
     size = w.model_bytes
     plain, strict, fast = modes["plain_path"], modes["strict"], modes["fast"]
-    ratios = {
+    ratios: dict[str, float | None] = {
         "strict_load_over_plain": _ratio(strict["load_s"], plain["load_s"]),
         "fast_load_over_plain": _ratio(fast["load_s"], plain["load_s"]),
         "plain_bytes_load_over_plain": _ratio(modes["plain_bytes"]["load_s"], plain["load_s"]),
@@ -131,13 +132,11 @@ def _load_model(cfg: LoadConfig, w: Workload, probe: Workload, bar: Progress) ->
         **{f"{mode}_peak_rss_over_model": modes[mode]["peak_rss_above_baseline_bytes"] / size for mode in LOAD_MODES},
         "strict_peak_rss_less_session_over_model": (strict["peak_rss_above_baseline_bytes"] - session_bytes) / size,
     }
-    goals = {
-        "strict_load": {"value": ratios["strict_load_over_plain"], "limit": GOAL_STRICT_LOAD},
-        "fast_load": {"value": ratios["fast_load_over_plain"], "limit": GOAL_FAST_LOAD},
-        "strict_peak_rss": {"value": ratios["strict_peak_rss_over_model"], "limit": GOAL_STRICT_PEAK_RSS},
-    }
-    for g in goals.values():
-        g["met"] = None if g["value"] is None else g["value"] <= g["limit"]
+    goals: dict[str, dict[str, Any]] = {}
+    for goal, value, limit in (("strict_load", ratios["strict_load_over_plain"], GOAL_STRICT_LOAD),
+                               ("fast_load", ratios["fast_load_over_plain"], GOAL_FAST_LOAD),
+                               ("strict_peak_rss", ratios["strict_peak_rss_over_model"], GOAL_STRICT_PEAK_RSS)):
+        goals[goal] = {"value": value, "limit": limit, "met": None if value is None else value <= limit}
     return {**w.as_json(), "session_overhead_bytes": session_bytes, "modes": modes, "ratios": ratios, "goals": goals}
 
 
@@ -167,10 +166,10 @@ def _sessions(w: Workload) -> dict[str, Any]:
     from edgeguard.runtime import InferenceSession
 
     cpu = ["CPUExecutionProvider"]
-    keys = {"identity": str(w.identity), "trust": str(w.trust), "providers": cpu}
+    identity, trust = str(w.identity), str(w.trust)
     return {"plain": ort.InferenceSession(str(w.model), providers=cpu),
-            "strict": InferenceSession(w.sealed, hygiene="strict", **keys),
-            "fast": InferenceSession(w.sealed, hygiene="fast", **keys)}
+            "strict": InferenceSession(w.sealed, hygiene="strict", identity=identity, trust=trust, providers=cpu),
+            "fast": InferenceSession(w.sealed, hygiene="fast", identity=identity, trust=trust, providers=cpu)}
 
 
 def interleaved_latencies(runs: dict[str, Any], cfg: InferenceConfig, bar: Progress, label: str) -> dict[str, list[float]]:
@@ -207,14 +206,14 @@ def run_inference_suite(cfg: InferenceConfig, w: Workload, progress: bool | None
         raise BenchError("the inference suite needs at least one block of one query")
     t0 = time.monotonic()
     sessions = _sessions(w)
-    rows = []
+    rows: list[dict[str, Any]] = []
     bar = Progress(len(cfg.batches) * cfg.blocks, progress)
     try:
         for batch in cfg.batches:
             feeds = sample_inputs(sessions["plain"].get_inputs(), batch)
             if not all(v.shape[:1] == (batch,) for v in feeds.values()):
                 continue
-            runs = {m: (lambda s=s: s.run(None, feeds)) for m, s in sessions.items()}
+            runs = {m: (lambda s=s, feeds=feeds: s.run(None, feeds)) for m, s in sessions.items()}
             times = interleaved_latencies(runs, cfg, bar, f"inference b{batch}")
             modes = {m: latency_stats(t) for m, t in times.items()}
             p = {m: (s["p50_s"], s["p99_s"]) for m, s in modes.items()}

@@ -12,7 +12,8 @@ import errno
 import json
 import os
 import sys
-from typing import Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from .. import __version__, kinds
 from ..errors import (
@@ -208,4 +209,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", None, 130)
 
 
-__all__ = ["CliError", "EXIT_CODES", "EXIT_ERROR", "EXIT_FORMAT", "EXIT_INTEGRITY", "EXIT_KEY", "EXIT_OK", "EXIT_POLICY", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_CODES", "EXIT_ERROR", "EXIT_FORMAT", "EXIT_INTEGRITY", "EXIT_KEY", "EXIT_OK", "EXIT_POLICY", "EXIT_USAGE", "CliError", "build_parser", "main"]

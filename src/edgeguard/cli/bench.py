@@ -67,12 +67,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
     """Adds ``bench`` (and its ``report`` subcommand) to an argparse subparsers object.
 
     The parser's default ``func`` is ``run_bench``; returns the new parser.
     """
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "bench", help="measure edgeguard's overhead on this machine",
         description="Measure edgeguard's overhead: crypto throughput next to `openssl speed`, sealed load "
                     "against plain onnxruntime, inference and detector latency; write a JSON result document "

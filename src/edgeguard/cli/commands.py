@@ -71,7 +71,7 @@ def _recipients(args: argparse.Namespace) -> list[Any]:
         raise CliError(f"at most {MAX_RECIPIENTS} --recipient keys fit in a sealed file, got {len(args.recipient)}", code=EXIT_USAGE)
     recipients = [load_keys(load_recipient, p, "--recipient", "public", "a device's") for p in args.recipient]
     first: dict[str, str] = {}
-    for path, r in zip(args.recipient, recipients):
+    for path, r in zip(args.recipient, recipients, strict=True):
         if r.key_id in first:
             raise CliError(f"--recipient {first[r.key_id]} and --recipient {path} are the same key ({r.key_id})", code=EXIT_USAGE)
         first[r.key_id] = path

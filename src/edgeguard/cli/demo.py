@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from ..bench.workloads import sample_inputs
-from ..detect import Action, Guard, Policy, Profile
+from ..detect import Action, AlertEvent, Guard, Policy, Profile
 from ..keys import SigningKey, TrustStore, generate_private_key, write_private_key, write_public_key
 from ..recipients import load_recipient
 from ..runtime import InferenceSession
@@ -114,7 +115,7 @@ def run_runtime_demo(
     print_fn(f"strict load: {report.size} bytes of secure memory ({locked}), weights read in place")
     for i in range(samples):
         print_fn(f"  sample {i}: edgeguard {_describe(ours[0][i])}   onnxruntime {_describe(plain[0][i])}")
-    diff = max(float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0)) for a, b in zip(ours, plain))
+    diff = max(float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0)) for a, b in zip(ours, plain, strict=True))
     print_fn(f"  largest difference over all outputs: {diff:.3g}")
     return diff
 
@@ -159,7 +160,8 @@ class _SoftmaxVictim:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         z = np.asarray(x, np.float32).reshape(-1, 64) @ self.w + self.b
         e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        probabilities: np.ndarray = e / e.sum(axis=1, keepdims=True)
+        return probabilities
 
 
 def run_detector_demo(print_fn: Callable[[str], None] = print, queries: int = 60) -> Any:
@@ -172,7 +174,7 @@ def run_detector_demo(print_fn: Callable[[str], None] = print, queries: int = 60
     victim = _SoftmaxVictim(train_x, train_y)
     calibration, _ = _glyph_digits(400, rng)
     profile = Profile.build(calibration, predict=victim, streams=32, stream_length=400, seed=1)
-    alerts = []
+    alerts: list[AlertEvent] = []
     guard = Guard(profile, Policy.protective(), on_alert=alerts.append)
     print_fn(f"victim: softmax regression on 8x8 digits, accuracy {(victim(train_x).argmax(1) == train_y).mean():.2f}; "
              f"profile {len(profile.to_bytes())} bytes, {guard.state_bytes_per_client} bytes of state per client")

@@ -8,6 +8,8 @@ giving the bytes to store as the sealed payload's ``detector_profile`` section.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -18,9 +20,9 @@ from ._common import check_outputs, emit
 # ---------------------------------------------------------------------------- profile
 
 
-def add_profile_parser(subparsers) -> argparse.ArgumentParser:
+def add_profile_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
     """Adds the ``profile`` subcommand to an argparse subparsers object and returns its parser."""
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "profile",
         help="build a detector profile from benign calibration inputs",
         description="Fit the benign reference profile and calibrate the extraction detector's "
@@ -69,14 +71,14 @@ def run_profile(args: argparse.Namespace) -> int:
     )
     profile.save(args.output, overwrite=args.force)
     size = len(profile.to_bytes())
-    armed = [n for n, t in zip(SIGNALS, profile.thresholds) if t != float("inf")]
+    armed = [n for n, t in zip(SIGNALS, profile.thresholds, strict=True) if t != float("inf")]
     emit(args, {"output": args.output, "bytes": size, "features": profile.dim, "signals_armed": armed,
                 "target_fpr": args.target_fpr},
          f"wrote {args.output}: {size} bytes, {profile.dim} features, signals armed: {', '.join(armed)}")
     return 0
 
 
-def _onnx_predict(path: str, output_index: int):
+def _onnx_predict(path: str, output_index: int) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """A batch predict function over an ONNX model (onnxruntime is imported only when asked)."""
     import onnxruntime as ort
 
@@ -95,7 +97,8 @@ def _onnx_predict(path: str, output_index: int):
     def predict(x: np.ndarray) -> np.ndarray:
         if fixed_batch:
             return np.concatenate([session.run(None, {name: row[None]})[output_index] for row in x])
-        return session.run(None, {name: x})[output_index]
+        scores: np.ndarray = session.run(None, {name: x})[output_index]  # onnxruntime has no type stubs
+        return scores
 
     return predict, name
 

@@ -5,4 +5,4 @@ from .guard import MAX_CLIENT_ID_BYTES, Guard
 from .policy import Policy
 from .profile import Profile
 
-__all__ = ["ATLAS_TECHNIQUES", "SIGNALS", "Action", "AlertEvent", "Decision", "Guard", "MAX_CLIENT_ID_BYTES", "Policy", "Profile", "Reason"]
+__all__ = ["ATLAS_TECHNIQUES", "MAX_CLIENT_ID_BYTES", "SIGNALS", "Action", "AlertEvent", "Decision", "Guard", "Policy", "Profile", "Reason"]

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
+from .._core import SIGNALS as SIGNALS  # the native layout order, from csrc/detector.h's kSignalNames
+
 # MITRE ATLAS techniques an extraction alert is evidence of.
 ATLAS_EXTRACT_MODEL = "AML.T0024.002"  # Exfiltration via AI Inference API: Extract AI Model
 ATLAS_INFERENCE_API_ACCESS = "AML.T0040"  # AI Model Inference API Access
 ATLAS_TECHNIQUES = (ATLAS_EXTRACT_MODEL, ATLAS_INFERENCE_API_ACCESS)
 
-# Signal names in the native layout order, from the native core itself (csrc/detector.h, kSignalNames).
-from .._core import SIGNALS
 
 _DESCRIPTIONS = {
     "invalid": "queries outside the model's declared input domain",
@@ -153,6 +153,6 @@ class Decision:
 
 def reasons_from(stats: Sequence[float], thresholds: Sequence[float], floor: float = 0.5) -> tuple[Reason, ...]:
     """Signals whose statistic is at least ``floor`` of its threshold, strongest first."""
-    found = [Reason(SIGNALS[j], float(v), float(t)) for j, (v, t) in enumerate(zip(stats, thresholds))
+    found = [Reason(SIGNALS[j], float(v), float(t)) for j, (v, t) in enumerate(zip(stats, thresholds, strict=True))
              if v / t >= floor]
     return tuple(sorted(found, key=lambda r: -r.ratio))

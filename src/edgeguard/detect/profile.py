@@ -214,7 +214,7 @@ class Profile:
                                  novelty_floor=2 * (_NOVELTY_CAP - slack),
                                  coverage_armed=len(held) >= stream_length)
         calibration = {
-            "target_fpr": target_fpr, "benign_inputs": int(len(flat)), "streams": streams,
+            "target_fpr": target_fpr, "benign_inputs": len(flat), "streams": streams,
             "stream_length": stream_length, "noise_sigma": noise_sigma,
             "resubmit_rate": resubmit_rate, "seed": seed,
         }

@@ -66,7 +66,7 @@ def onnx_sections(path: Path) -> tuple[Sections, tuple[TensorEntry, ...]]:
             moved.append((t, data))
     entries = tensor_entries([(t.name, _DTYPE_NAMES[t.data_type], tuple(t.dims)) for t, _ in moved])
     blob = bytearray(tensors_extent(entries))
-    for (t, data), entry in zip(moved, entries):
+    for (t, data), entry in zip(moved, entries, strict=True):
         if len(data) != entry.length:
             raise FormatError(f"initializer {t.name!r} holds {len(data)} bytes, its shape says {entry.length}")
         blob[entry.offset : entry.offset + entry.length] = data

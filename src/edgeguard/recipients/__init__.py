@@ -15,9 +15,10 @@ Identities that live elsewhere than in a key file (a PKCS#11 token) open an exis
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from importlib import import_module
 from types import ModuleType
-from typing import Any, Protocol, Sequence
+from typing import Any, NoReturn, Protocol
 
 from ..format import Stanza, StanzaSpec
 
@@ -44,6 +45,12 @@ class Recipient(Protocol):
         ...
 
 
+class KeyRecipient(Recipient, Protocol):
+    """A recipient that is a device key, addressed in its stanzas by `key_id`."""
+
+    key_id: str
+
+
 class Identity(Protocol):
     def unwrap(self, stanzas: Sequence[Stanza], file_salt: bytes) -> bytes | None:
         """Returns the content key if one of `stanzas` is addressed to this identity and opens, else None."""
@@ -53,7 +60,7 @@ class Identity(Protocol):
 class NoPickle:
     """Key material must never be pickled into a cache, a queue or a crash dump by accident."""
 
-    def __reduce__(self) -> None:  # type: ignore[override]
+    def __reduce__(self) -> NoReturn:
         raise TypeError(f"{type(self).__name__} holds key material and cannot be pickled")
 
 
@@ -67,7 +74,7 @@ def stanza_spec(stanza_type: str) -> StanzaSpec:
     return spec
 
 
-def load_recipient(source: str | os.PathLike[str] | bytes) -> Recipient:
+def load_recipient(source: str | os.PathLike[str] | bytes) -> KeyRecipient:
     """A device public key (PEM path or bytes) as the recipient of whichever type takes it.
 
     Raises:
@@ -78,7 +85,7 @@ def load_recipient(source: str | os.PathLike[str] | bytes) -> Recipient:
 
     key = load_public_key(source)
     for module in _key_file_modules():
-        recipient: Recipient | None = module.recipient_for(key)
+        recipient: KeyRecipient | None = module.recipient_for(key)
         if recipient is not None:
             return recipient
     raise KeyFileError("a recipient must be an X25519 or P-256 device public key (an Ed25519 key only signs)")
@@ -144,6 +151,6 @@ def resolve_identities(identity: Any, passphrase: str | bytes | None = None) -> 
 
 
 __all__ = [
-    "DEK_LEN", "STANZA_TYPES", "Identity", "NoPickle", "Recipient", "load_identity", "load_recipient",
+    "DEK_LEN", "STANZA_TYPES", "Identity", "KeyRecipient", "NoPickle", "Recipient", "load_identity", "load_recipient",
     "resolve_identities", "stanza_spec", "wrap_context",
 ]  # fmt: skip

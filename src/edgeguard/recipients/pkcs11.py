@@ -12,8 +12,9 @@ Keys are addressed by RFC 7512 URIs such as
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
 from cryptography.exceptions import InvalidTag
@@ -48,22 +49,24 @@ def parse_pkcs11_uri(uri: str) -> tuple[dict[str, bytes], dict[str, str]]:
     if not uri.startswith("pkcs11:"):
         raise ValueError("a PKCS#11 URI starts with 'pkcs11:'")
     path_part, _, query_part = uri[len("pkcs11:") :].partition("?")
-    path: dict[str, bytes] = {}
-    query: dict[str, str] = {}
-    for part, sep, known, out, decode in (
-        (path_part, ";", _PATH_ATTRS, path, unquote_to_bytes),
-        (query_part, "&", _QUERY_ATTRS, query, unquote),
-    ):
-        for item in filter(None, part.split(sep)):
-            name, eq, value = item.partition("=")
-            if not eq or name not in known:
-                raise ValueError(f"unsupported PKCS#11 URI attribute {name!r}")
-            if name in out:
-                raise ValueError(f"PKCS#11 URI attribute {name!r} appears twice")
-            out[name] = decode(value)  # type: ignore[operator]
+    path = {name: unquote_to_bytes(value) for name, value in _uri_attributes(path_part, ";", _PATH_ATTRS).items()}
+    query = {name: unquote(value) for name, value in _uri_attributes(query_part, "&", _QUERY_ATTRS).items()}
     if path.get("type", b"private") != b"private":
         raise ValueError("the PKCS#11 URI must name a private key (type=private)")
     return path, query
+
+
+def _uri_attributes(part: str, sep: str, known: set[str]) -> dict[str, str]:
+    """The attributes of a pkcs11 URI's path or query part, values still percent-encoded."""
+    out: dict[str, str] = {}
+    for item in filter(None, part.split(sep)):
+        name, eq, value = item.partition("=")
+        if not eq or name not in known:
+            raise ValueError(f"unsupported PKCS#11 URI attribute {name!r}")
+        if name in out:
+            raise ValueError(f"PKCS#11 URI attribute {name!r} appears twice")
+        out[name] = value
+    return out
 
 
 def _read_pin_source(source: str) -> str:
@@ -84,9 +87,10 @@ class Pkcs11Identity(NoPickle):
     def __init__(self, uri: str, *, pin: str | None = None, module_path: str | None = None) -> None:
         """Raises ValueError for a malformed URI and TokenError when the token or key is unusable."""
         path, query = parse_pkcs11_uri(uri)
-        self._module_path = module_path or query.get("module-path") or os.environ.get(MODULE_ENV)
-        if not self._module_path:
+        module = module_path or query.get("module-path") or os.environ.get(MODULE_ENV)
+        if not module:
             raise TokenError(f"no PKCS#11 module: pass module_path, add module-path to the URI, or set {MODULE_ENV}")
+        self._module_path: str = module
         if pin is None and "pin-value" in query:
             pin = query["pin-value"]
         if pin is None and "pin-source" in query:

@@ -7,7 +7,7 @@ anything, a stanza that asks for more than its ``max_log_n`` (memory is 1 KiB x 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
