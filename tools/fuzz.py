@@ -88,6 +88,7 @@ KNOWN = {
     "unseal-raised:KeyError@onnx_payload.reassemble": "tests/test_fuzz.py::test_unseal_onnx_external_data_without_offset_is_a_format_error",
     "unseal-raised:ValueError@onnx_payload.reassemble": "tests/test_fuzz.py::test_unseal_onnx_external_data_with_bad_offset_is_a_format_error",
     "runtime-raised:RecursionError@safetensors_payload.parse_safetensors": "tests/test_fuzz.py::test_deeply_nested_safetensors_header_is_a_format_error",
+    "runtime-raised:ValueError@runtime._onnx_weight_views": "tests/test_fuzz.py::test_zero_size_tensor_with_huge_dims_is_a_format_error",
 }
 
 
@@ -469,7 +470,7 @@ def gen_unwrap(src: Any, w: World) -> tuple[bytes, bool]:
         elif op == 5:
             obj["salt"] = base64.b64encode(src.bytes(32)).decode()
         elif op == 6:
-            stanzas.insert(src.int(0, len(stanzas)), dict(pick(src, stanzas)) if chance(src, 50) else header_obj(pick(src, w.seeds).data)["recipients"][0])
+            stanzas.insert(src.int(0, len(stanzas)), json.loads(json.dumps(pick(src, stanzas))) if chance(src, 50) else header_obj(pick(src, w.seeds).data)["recipients"][0])
         elif op == 7:
             if chance(src, 50):
                 del stanzas[src.int(0, len(stanzas) - 1)]
@@ -730,6 +731,7 @@ class Case:
     signed: bool = True
     payload: bytes | None = None
     kind: str | None = None
+    detail: str = ""
 
 
 def generate(w: World, target: str, src: Any) -> Case:
@@ -745,9 +747,20 @@ def generate(w: World, target: str, src: Any) -> Case:
     return Case(target, w.seal(payload, kind), True, payload, kind)
 
 
+def safe_generate(w: World, target: str, src: Any) -> Case:
+    """generate(), with a mutator's own bug turned into a "harness-error" case (a new finding, so it
+    gets fixed) instead of the end of the run."""
+    try:
+        return generate(w, target, src)
+    except Exception as exc:
+        return Case("harness", f"harness-error:{type(exc).__name__}".encode(), detail="".join(traceback.format_exception(exc)))
+
+
 def execute(w: World, case: Case) -> tuple[str, list[Finding]]:
     """Runs the target's checks: (the edgeguard outcome, the properties that failed)."""
     rep: list[Finding] = []
+    if case.target == "harness":
+        return "harness-error", [Finding(case.data.decode(), case.detail)]
     if case.target == "parse":
         return check_parse(w, case.data, rep), rep
     if case.target == "verify":
@@ -802,7 +815,7 @@ def run_python(w: World, target: str, seed: int, seconds: float | None, iteratio
     i = 0
     while (iterations is None or i < iterations) and (seconds is None or time.monotonic() - start < seconds):
         src = RandomSource(random.Random(f"{seed}/{target}/{i}"))
-        case = generate(w, target, src)
+        case = safe_generate(w, target, src)
         result, rep = execute(w, case)
         stats.outcomes[result] = stats.outcomes.get(result, 0) + 1
         for f in rep:
@@ -842,7 +855,7 @@ def atheris_child(argv: list[str]) -> None:
         if target == "parse" and data[:1] == b"R":  # raw: libFuzzer's own bytes are the file
             case = Case(target, data[1:], False)
         else:
-            case = generate(w, target, FdpSource(atheris.FuzzedDataProvider(data)))
+            case = safe_generate(w, target, FdpSource(atheris.FuzzedDataProvider(data)))
         result, rep = execute(w, case)
         stats.outcomes[result] = stats.outcomes.get(result, 0) + 1
         for f in rep:
