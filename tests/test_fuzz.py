@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from edgeguard.errors import FormatError
-from edgeguard.payload import build_payload
+from edgeguard.payload import build_payload, tensor_entries
 from edgeguard.unseal import open_sealed_file, unseal_file
 
 FUZZ_PATH = Path(__file__).resolve().parent.parent / "tools" / "fuzz.py"
@@ -158,5 +158,24 @@ def test_deeply_nested_safetensors_header_is_a_format_error(world: Any, tmp_path
 
     header = b"[" * 100_000 + b"]" * 100_000
     path = _sealed(world, tmp_path, bytes(build_payload("safetensors", [("safetensors", struct.pack("<Q", len(header)) + header)])), "safetensors")
+    with pytest.raises(FormatError):
+        open_sealed(path, identity=world.identities, trust=world.trust)
+
+
+@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason="unseal_file accepts an external-data offset outside the weights section and writes a tensor with the wrong bytes")
+def test_unseal_onnx_external_data_out_of_range_is_a_format_error(world: Any, tmp_path: Path) -> None:
+    graph = _graph_with_external({"location": "edgeguard.weights", "offset": "-4", "length": "4"})
+    path = _onnx_with_graph(world, tmp_path, graph)
+    with pytest.raises(FormatError):
+        unseal_file(path, tmp_path / "out.onnx", world.identities, world.trust)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason="the inner parser accepts a zero-element tensor whose dims numpy cannot represent; the runtime's reshape then raises ValueError")
+def test_zero_size_tensor_with_huge_dims_is_a_format_error(world: Any, tmp_path: Path) -> None:
+    from edgeguard.runtime import open_sealed
+
+    entries = tensor_entries([("t0", "bool", (2**32, 2**32, 0))])  # 0 elements, length 0
+    payload = bytes(build_payload("onnx", [("graph", b"g"), ("weights", b"")], entries))
+    path = _sealed(world, tmp_path, payload, "onnx")
     with pytest.raises(FormatError):
         open_sealed(path, identity=world.identities, trust=world.trust)
