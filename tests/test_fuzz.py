@@ -10,7 +10,7 @@ import struct
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -37,8 +37,10 @@ fuzz = _load()
 
 
 @pytest.fixture(scope="module")
-def world() -> Any:
-    return fuzz.World()
+def world() -> Iterator[Any]:
+    w = fuzz.World()
+    yield w
+    w.close()
 
 
 # (target, iterations, outcomes the run must reach: proof that the harness gets past the signature,

@@ -160,7 +160,10 @@ class Seed:
 
 
 class World:
-    def __init__(self) -> None:
+    """Keys, seed payloads and seed files; scratch files go under `tmp` (a fresh temporary
+    directory, removed by close(), when none is given)."""
+
+    def __init__(self, tmp: Path | None = None) -> None:
         self.ed = SigningKey(ed25519.Ed25519PrivateKey.from_private_bytes(_secret("publisher ed25519")))
         self.p256 = SigningKey(_p256("publisher p256"))
         self.signers = {s.key_id: s for s in (self.ed, self.p256)}
@@ -173,8 +176,8 @@ class World:
         self.device_ids = (xid.key_id, pid.key_id)
         self.identities = [xid, pid, PassphraseIdentity(PASSPHRASE, max_log_n=MAX_LOG_N)]
         self.ref_identities = [self.xdev, self.pdev, ref.Passphrase(PASSPHRASE, max_log_n=MAX_LOG_N)]
-        self._dir = tempfile.TemporaryDirectory(prefix="edgeguard-fuzz-")
-        self.tmp = Path(self._dir.name)
+        self._dir = tempfile.TemporaryDirectory(prefix="edgeguard-fuzz-") if tmp is None else None
+        self.tmp = Path(self._dir.name) if self._dir is not None else tmp
         self.payloads = self._payloads()
         raw_big, raw_small, st, onnx = (self.payloads.get(k) for k in ("raw-big", "raw-small", "safetensors", "onnx"))
         configs = [
@@ -193,6 +196,10 @@ class World:
             dek = next(k for k in (i.unwrap(c.header.recipients, c.header.salt) for i in self.identities) if k)
             self.seeds.append(Seed(name, data, payload[0], dek))
         self.originals = {s.data for s in self.seeds}
+
+    def close(self) -> None:
+        if self._dir is not None:
+            self._dir.cleanup()
 
     def _payloads(self) -> dict[str, tuple[str, bytes, list[tuple[str, bytes]], tuple[Any, ...]]]:
         out: dict[str, Any] = {}
@@ -840,7 +847,7 @@ def atheris_child(argv: list[str]) -> None:
     import atheris
 
     target, findings, stats_path = argv[0], Path(argv[1]), Path(argv[2])
-    w = World()
+    w = World(stats_path.parent)  # libFuzzer ends the process: the parent removes this directory
     stats = Stats(target)
     start = time.monotonic()
 
@@ -902,6 +909,13 @@ def run_atheris(target: str, seed: int, seconds: float | None, iterations: int |
 
 def replay(path: Path, target: str) -> int:
     w = World()
+    try:
+        return _replay(w, path, target)
+    finally:
+        w.close()
+
+
+def _replay(w: World, path: Path, target: str) -> int:
     data = path.read_bytes()
     payload_path = path.with_suffix(".payload")
     case = Case(target, data, True)
@@ -951,6 +965,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig, n in sorted(stats.findings.items()):
             print(f"  {'known' if sig in KNOWN else 'NEW  '} x{n}: {sig}" + (f"  ({KNOWN[sig]})" if sig in KNOWN else ""))
         new += len(stats.new)
+    if w is not None:
+        w.close()
     print(f"new findings: {new}" + (f" (inputs in {args.findings}/)" if new else ""))
     return 1 if new else 0
 
