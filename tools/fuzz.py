@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import random
 import shutil
 import struct
