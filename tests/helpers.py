@@ -12,14 +12,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgeguard.errors import FormatError
 from edgeguard.format import ModelInfo
 from edgeguard.keys import SigningKey, TrustStore, export_private_pem, generate_private_key, public_pem, write_private_key
 from edgeguard.payload import build_payload
 from edgeguard.recipients import load_identity, load_recipient
 from edgeguard.recipients.scrypt import PassphraseIdentity, PassphraseRecipient
 from edgeguard.seal import seal_payload
-from edgeguard.unseal import decrypt_file
+from edgeguard.unseal import _decrypt_payload
 
 CHUNK = 4096
 LOG_N = 10  # scrypt work factor for tests: the minimum the format accepts
@@ -111,19 +110,11 @@ def seal_bytes(
 
 
 def open_opaque(path: Path, identities: Sequence[Any], trust: TrustStore) -> bytes:
-    """Opens a file whose payload is opaque bytes (not an inner layout): the native core decrypts
-    into the buffer and only the final inner-layout check rejects it, so the buffer is the plaintext."""
-    bufs: list[bytearray] = []
-
-    def allocate(n: int) -> bytearray:
-        bufs.append(bytearray(n))
-        return bufs[-1]
-
-    try:
-        decrypt_file(path, identities, trust, allocate=allocate)
-    except FormatError as exc:
-        assert "inner" in str(exc) or "payload" in str(exc), exc
-    return bytes(bufs[0])
+    """Decrypts a file whose payload is opaque bytes (not an inner layout) through the same
+    verification and native chunk engine as decrypt_file, stopping before the inner-layout check
+    (which would reject it and zero the buffer)."""
+    _container, buffer = _decrypt_payload(path, identities, trust, bytearray, 0, None, None)
+    return bytes(buffer)
 
 
 def scratch_dir() -> tempfile.TemporaryDirectory[str]:

@@ -494,6 +494,11 @@ def check_inner_payload(p: bytes, kind: str) -> dict[str, bytes]:
         shape = t["shape"]
         if not isinstance(shape, list) or len(shape) > MAX_RANK or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= MAX_INT for d in shape):
             raise err("tensor shape")
+        extent = ITEMSIZE[t["dtype"]]
+        for d in shape:
+            extent *= d or 1
+        if extent > MAX_INT:
+            raise err("tensor extent")
         if any(isinstance(t[k], bool) or not isinstance(t[k], int) for k in ("offset", "length")):
             raise err("tensor offset/length")
         size = ITEMSIZE[t["dtype"]]

@@ -122,6 +122,9 @@ def _parse_tensor(obj: Any) -> tuple[str, str, tuple[int, ...], int, int]:
         raise FormatError(f"unsupported tensor dtype {dtype!r}")
     if not isinstance(shape, list) or len(shape) > MAX_RANK or any(type(d) is not int or not 0 <= d <= MAX_INT for d in shape):
         raise FormatError("tensor shape must be a list of non-negative integers")
+    # Zero-element tensors too: a device maps the shape onto memory (numpy refuses larger extents).
+    if math.prod(d for d in shape if d) * np.dtype(DTYPES[dtype]).itemsize > MAX_INT:
+        raise FormatError("tensor shape is larger than MAX_INT bytes")
     offset, length = obj["offset"], obj["length"]
     if type(offset) is not int or type(length) is not int:  # JSON true/false would compare equal to 1/0
         raise FormatError("tensor offset and length must be integers")

@@ -99,10 +99,11 @@ def decrypt_file(
 ) -> Opened:
     """Verifies and decrypts a sealed file into ``allocate(payload_length)``.
 
-    The buffer is written by the native core straight from the file (pread), all or nothing.
-    `admit`, if given, is called with the header right after its signature verifies, before any
-    key is unwrapped or buffer allocated; whatever it raises refuses the file (the runtime checks
-    the validity window and anti-rollback there).
+    The buffer is written by the native core straight from the file (pread), all or nothing, and
+    zeroed again if the decrypted payload is not a well-formed inner layout. `admit`, if given, is
+    called with the header right after its signature verifies, before any key is unwrapped or
+    buffer allocated; whatever it raises refuses the file (the runtime checks the validity window
+    and anti-rollback there).
 
     Raises:
         FormatError, UnsupportedVersionError: malformed header or inner payload.
@@ -114,6 +115,25 @@ def decrypt_file(
         TypeError: `allocate` returned something that is not a writable buffer.
         and whatever `admit` raises.
     """
+    container, buffer = _decrypt_payload(path, identities, trust, allocate, threads, progress, admit)
+    try:
+        layout = parse_payload(buffer, container.header.payload_kind)
+    except BaseException:
+        _zero(buffer)
+        raise
+    return Opened(container, buffer, layout)
+
+
+def _decrypt_payload(
+    path: str | os.PathLike[str],
+    identities: Sequence[Identity],
+    trust: TrustStore,
+    allocate: Callable[[int], Any],
+    threads: int,
+    progress: ProgressFn | None,
+    admit: Callable[[Header], None] | None,
+) -> tuple[Container, Any]:
+    """The authenticated plaintext payload, before its inner layout is parsed (see decrypt_file)."""
     check_threads(threads)
     with open(path, "rb") as f:
         verified = _authenticate_header(f, trust)
@@ -135,7 +155,17 @@ def decrypt_file(
         )  # fmt: skip
     if not ok:
         raise IntegrityError()
-    return Opened(container, buffer, parse_payload(buffer, header.payload_kind))
+    return container, buffer
+
+
+_ZERO_BLOCK = bytes(1 << 20)
+
+
+def _zero(buffer: Any) -> None:
+    with memoryview(buffer) as view, view.cast("B") as raw:
+        for start in range(0, len(raw), len(_ZERO_BLOCK)):
+            end = min(start + len(_ZERO_BLOCK), len(raw))
+            raw[start:end] = _ZERO_BLOCK[: end - start]
 
 
 def unseal_file(

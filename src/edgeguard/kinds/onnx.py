@@ -81,21 +81,39 @@ def onnx_sections(path: Path) -> tuple[Sections, tuple[TensorEntry, ...]]:
 
 
 def reassemble(graph: bytes, weights: memoryview) -> onnx.ModelProto:
-    """The inverse of :func:`onnx_sections`: a self-contained ModelProto with weights embedded."""
+    """The inverse of :func:`onnx_sections`: a self-contained ModelProto with weights embedded.
+
+    Raises:
+        FormatError: the graph does not parse, or an external initializer does not name a range
+            of the weights section (a signed but malformed payload).
+    """
     import onnx
+    from google.protobuf.message import DecodeError
     from onnx import TensorProto
 
     model = onnx.ModelProto()
-    model.ParseFromString(graph)
+    try:
+        model.ParseFromString(graph)
+    except DecodeError:
+        raise FormatError("the payload's graph section is not an ONNX model") from None
     for t in model.graph.initializer:
         if t.data_location != TensorProto.EXTERNAL:
             continue
-        info = {e.key: e.value for e in t.external_data}
-        offset, length = int(info["offset"]), int(info["length"])
+        offset, length = _external_range(t, len(weights))
         t.raw_data = bytes(weights[offset : offset + length])
         del t.external_data[:]
         t.data_location = TensorProto.DEFAULT
     return model
+
+
+def _external_range(t: onnx.TensorProto, weights_len: int) -> tuple[int, int]:
+    info = {e.key: e.value for e in t.external_data}
+    offset, length = info.get("offset", ""), info.get("length", "")
+    if info.get("location") != WEIGHTS_LOCATION or not all(v.isascii() and v.isdigit() for v in (offset, length)):
+        raise FormatError(f"initializer {t.name!r} does not refer to the weights section")
+    if int(offset) + int(length) > weights_len:
+        raise FormatError(f"initializer {t.name!r} lies outside the weights section")
+    return int(offset), int(length)
 
 
 class OnnxKind(PayloadKind):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError
+from ..format import MAX_JSON_DEPTH, json_depth
 from ..payload import Layout, TensorEntry
 from .base import PayloadKind, Sections
 
@@ -40,9 +41,12 @@ def parse_safetensors(buf: Any) -> dict[str, tuple[str, tuple[int, ...], int, in
     (n,) = struct.unpack_from("<Q", view)
     if n > MAX_HEADER_SIZE or 8 + n > len(view):
         raise FormatError("safetensors header length is out of range")
+    text = bytes(view[8 : 8 + n])
+    if json_depth(text) > MAX_JSON_DEPTH:  # a flat format: deep nesting only exhausts the parser's recursion
+        raise FormatError("safetensors header nests too deeply")
     try:
-        header = json.loads(bytes(view[8 : 8 + n]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise FormatError("safetensors header is not JSON") from None
     if not isinstance(header, dict):
         raise FormatError("safetensors header is not an object")
