@@ -88,7 +88,7 @@ def reassemble(graph: bytes, weights: memoryview) -> onnx.ModelProto:
             of the weights section (a signed but malformed payload).
     """
     import onnx
-    from google.protobuf.message import DecodeError
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # protobuf ships no stubs
     from onnx import TensorProto
 
     model = onnx.ModelProto()
