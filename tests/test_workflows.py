@@ -86,6 +86,14 @@ def test_ci_tests_every_python_on_both_architectures() -> None:
     # tests would be skipped, which CI=true turns into failures), before any test runs.
     assert runs.index("tools/setup-test-system.sh") < runs.index("pytest")
     assert "tools/setup-test-system.sh" in (ROOT / "tools" / "test").read_text()
+    assert "ruff check" in runs
+
+
+def test_ci_runs_the_sanitizer_build() -> None:
+    job = _load("ci.yml")["jobs"]["sanitize"]
+    runs = _runs(job)
+    assert runs.index("tools/setup-test-system.sh") < runs.index("tools/sanitize.sh")
+    assert "tools/sanitize.sh" in (ROOT / "tools" / "test").read_text()
 
 
 def test_ci_builds_wheels_for_every_platform() -> None:
