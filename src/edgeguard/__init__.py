@@ -8,6 +8,7 @@ from typing import Any
 
 from . import errors
 from .errors import (
+    CoverageError,
     DetectorError,
     EdgeguardError,
     ExpiredError,
@@ -63,6 +64,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CoverageError",
     "DetectorError",
     "EdgeguardError",
     "ExpiredError",
