@@ -271,25 +271,21 @@ def onnx_sections(path: Path, require_full_coverage: bool = True) -> tuple[Secti
         raise FormatError(f"{path} is not a loadable ONNX model ({type(exc).__name__})") from None
     model = _inline_functions_with_weights(model)
     _Surgery(model).run()
-    moved = []
-    for t in model.graph.initializer:
-        if not _movable(t):
-            continue
-        data = _tensor_bytes(t)
-        moved.append((t, data))
-    entries = tensor_entries([(t.name, _DTYPE_NAMES[t.data_type], tuple(t.dims)) for t, _ in moved])
+    moved = [t for t in model.graph.initializer if _movable(t)]
+    entries = tensor_entries([(t.name, _DTYPE_NAMES[t.data_type], tuple(t.dims)) for t in moved])
     blob = bytearray(tensors_extent(entries))
-    for (t, data), entry in zip(moved, entries):
+    for t, entry in zip(moved, entries):  # one tensor's bytes at a time: models can exceed 2 GB
+        data = _tensor_bytes(t)
         if len(data) != entry.length:
             raise FormatError(f"initializer {t.name!r} holds {len(data)} bytes, its shape says {entry.length}")
         blob[entry.offset : entry.offset + entry.length] = data
+        del data
         for field in _DATA_FIELDS:
             t.ClearField(field)
         del t.external_data[:]
         t.data_location = TensorProto.EXTERNAL
         for key, value in (("location", WEIGHTS_LOCATION), ("offset", str(entry.offset)), ("length", str(entry.length))):
             t.external_data.add(key=key, value=value)
-    del moved
     graph = model.SerializeToString()
     if require_full_coverage:
         coverage = graph_coverage(graph)
@@ -299,7 +295,7 @@ def onnx_sections(path: Path, require_full_coverage: bool = True) -> tuple[Secti
                 f"sealed weights section (an element type the tensor table lacks, or a tensor attribute of an operator other "
                 f"than Constant): {', '.join(coverage.unprotected[:5])}; seal the file as kind raw to protect it whole"
             )
-    return [("graph", graph), ("weights", bytes(blob))], entries
+    return [("graph", graph), ("weights", blob)], entries
 
 
 def reassemble(graph: bytes, weights: memoryview) -> onnx.ModelProto:
