@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgeguard
-from edgeguard.coverage import EXTERNALIZE_MIN_BYTES, Coverage, graph_coverage, model_coverage, payload_coverage
+from edgeguard.coverage import EXTERNALIZE_MIN_BYTES, Coverage, graph_coverage, model_coverage, payload_coverage, sealed_coverage
 from edgeguard.errors import CoverageError, FormatError, LoadRefusedError
 from edgeguard.format import ModelInfo
 from edgeguard.payload import build_payload
@@ -298,6 +298,7 @@ def test_strict_mode_refuses_a_model_sealed_with_inline_weights(keys: Keys, tmp_
     info = ModelInfo(name="old", version=1, created=0)
     result = seal_payload(payload, tmp_path / "old.sealed", kind="onnx", signer=keys.signer, recipients=[load_recipient(keys.recipient_path)], model=info)
     assert result.coverage is not None and result.coverage.protected_bytes == 0
+    assert sealed_coverage(result.path, identity=keys.identity_path, trust=keys.trust_path) == result.coverage
     with pytest.raises(CoverageError, match=r"0\.0% of its weight bytes.*`edgeguard seal`") as caught:
         _open(result.path, keys)
     assert isinstance(caught.value, LoadRefusedError) and edgeguard.CoverageError is CoverageError
@@ -390,3 +391,12 @@ def test_external_data_model_over_2gb_keeps_full_coverage(keys: Keys, tmp_path: 
         y = session.run(None, {"X": x})[0]
     np.testing.assert_array_equal(y, x + np.float32(_BIG_ROWS * (2.0**-20 + 2.0**-21 + 2.0**-22)))
     print(f"> 2 GB external-data test: {time.monotonic() - start:.1f} s")
+
+
+def test_other_payload_kinds_have_no_coverage(keys: Keys, tmp_path: Path) -> None:
+    raw = tmp_path / "blob.bin"
+    raw.write_bytes(bytes(range(256)) * 8)
+    result = _seal(raw, keys, tmp_path / "blob.sealed")
+    assert result.coverage is None  # a raw or safetensors payload is in the secure buffer whole
+    assert sealed_coverage(result.path, identity=keys.identity_path, trust=keys.trust_path) is None
+    assert payload_coverage(b"anything", "raw") is None

@@ -336,3 +336,28 @@ def model_coverage(path: Any) -> Coverage:
 
     sections, _ = onnx_sections(Path(path), require_full_coverage=False)
     return graph_coverage(sections[0][1])
+
+
+def sealed_coverage(path: Any, *, identity: Any = None, trust: Any = None, passphrase: str | bytes | None = None, threads: int = 0) -> Coverage | None:
+    """The coverage of a sealed file's payload (``None`` unless it is an ``onnx`` payload): it is
+    inside the encryption, so this verifies and decrypts the file into a secure buffer, measures,
+    and wipes the buffer. `identity`, `trust` and `passphrase` as for
+    :class:`~edgeguard.runtime.InferenceSession`; no validity window or anti-rollback check.
+
+    Raises:
+        the errors of :func:`edgeguard.unseal.decrypt_file` (FormatError, IntegrityError,
+        UntrustedSignerError, NotARecipientError, KeyFileError, OSError).
+    """
+    from .keys import resolve_trust
+    from .recipients import resolve_identities
+    from .secure_memory import SecureBuffer
+    from .unseal import decrypt_file
+
+    opened = decrypt_file(path, resolve_identities(identity, passphrase), resolve_trust(trust), allocate=SecureBuffer, threads=threads)
+    try:
+        if opened.container.header.payload_kind != "onnx":
+            return None
+        with opened.layout.section(opened.buffer, "graph") as graph:
+            return graph_coverage(graph)
+    finally:
+        opened.buffer.close()
