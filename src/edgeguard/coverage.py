@@ -110,6 +110,7 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
 def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
     """(field number, wire type, value): an int for varint/fixed, a memoryview for length-delimited."""
     pos, end = 0, len(buf)
+    value: Any
     while pos < end:
         key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7

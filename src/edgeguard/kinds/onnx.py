@@ -172,20 +172,20 @@ class _Surgery:
 
     def run(self) -> None:
         top = self.top
-        dense = []
+        kept_sparse = []
         for sparse in top.sparse_initializer:
-            t = _dense(sparse, sparse.values.name)
-            if _movable(t):
-                top.initializer.append(t)
+            dense = _dense(sparse, sparse.values.name)
+            if _movable(dense):
+                top.initializer.append(dense)
             else:
-                dense.append(sparse)
-        if len(dense) != len(top.sparse_initializer):
-            _replace(top.sparse_initializer, dense)
+                kept_sparse.append(sparse)
+        if len(kept_sparse) != len(top.sparse_initializer):
+            _replace(top.sparse_initializer, kept_sparse)
         nodes = []
         for node in top.node:
-            t = _constant_tensor(node)
-            if t is not None and _movable(t):
-                top.initializer.append(t)  # the node's output name becomes the initializer's
+            tensor = _constant_tensor(node)
+            if tensor is not None and _movable(tensor):
+                top.initializer.append(tensor)  # the node's output name becomes the initializer's
             else:
                 nodes.append(node)
         if len(nodes) != len(top.node):
