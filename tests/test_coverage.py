@@ -400,3 +400,29 @@ def test_other_payload_kinds_have_no_coverage(keys: Keys, tmp_path: Path) -> Non
     assert result.coverage is None  # a raw or safetensors payload is in the secure buffer whole
     assert sealed_coverage(result.path, identity=keys.identity_path, trust=keys.trust_path) is None
     assert payload_coverage(b"anything", "raw") is None
+
+
+def test_a_branch_constant_used_only_by_a_nested_loop_body_is_renamed_there(keys: Keys, tmp_path: Path) -> None:
+    w = f32(16, 16)
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["v", "Wn"], ["v2"]), helper.make_node("Identity", ["cond"], ["cond2"]), const("ret", value=numpy_helper.from_array(w * 2, "ret"))],
+        "body", [vi("i", TensorProto.INT64, []), vi("cond", TensorProto.BOOL, []), vi("v", TensorProto.FLOAT, [1, 16])],
+        [vi("cond2", TensorProto.BOOL, []), vi("v2", TensorProto.FLOAT, [1, 16]), vi("ret", TensorProto.FLOAT, [16, 16])],
+    )  # fmt: skip
+    then_b = helper.make_graph(
+        [const("Wn", value=numpy_helper.from_array(w, "Wn")), const("n", value=numpy_helper.from_array(np.array(3, np.int64), "n")),
+         helper.make_node("Loop", ["n", "", "X"], ["t", "rets"], body=body), helper.make_node("ReduceSum", ["rets"], ["r"], keepdims=0),
+         helper.make_node("Add", ["t", "r"], ["tr"])],
+        "then", [], [vi("tr", TensorProto.FLOAT, [1, 16])],
+    )  # fmt: skip
+    else_b = helper.make_graph([helper.make_node("Identity", ["X"], ["e"])], "else", [], [vi("e", TensorProto.FLOAT, [1, 16])])
+    model = _model(
+        [helper.make_node("If", ["c"], ["Y"], then_branch=then_b, else_branch=else_b)],
+        [vi("X", TensorProto.FLOAT, [1, 16]), vi("c", TensorProto.BOOL, [])],
+        [vi("Y", TensorProto.FLOAT, [1, 16])],
+    )
+    path = tmp_path / "nested.onnx"
+    onnx.save_model(model, str(path))
+    result = _seal(path, keys, tmp_path / "nested.sealed")
+    assert result.coverage is not None and result.coverage.fraction == 1.0 and result.coverage.required_bytes == 2 * w.nbytes
+    _check_strict(result.path, path, keys, [{"X": RNG.standard_normal((1, 16)).astype(np.float32), "c": np.array(True)}])
