@@ -421,3 +421,27 @@ def test_cipher_auto_rejects_a_target_that_is_not_bench_output(w: CliFiles) -> N
     failed(seal(w, "x.sealed", "--cipher", "auto", "--target", bad), EXIT_USAGE)
     failed(seal(w, "y.sealed", "--target", bad), EXIT_USAGE)  # --target without auto
     assert not (w.d / "x.sealed").exists() and not (w.d / "y.sealed").exists()
+
+
+def test_seal_and_inspect_report_protected_coverage(w: CliFiles, tmp_path: Path) -> None:
+    """Coverage lies inside the encryption: seal reports it, inspect only with a device key."""
+    from runtime_support import make_mlp
+
+    model = make_mlp(tmp_path / "mlp.onnx", widths=(16, 64, 4))
+    sealed = cli("seal", model, "-o", tmp_path / "m.sealed", "--sign", w.pub, "--recipient", w.dev_pub, "--json")
+    coverage = sealed.json()["coverage"]
+    assert sealed.code == EXIT_OK and coverage["percent"] == 100.0
+    assert coverage["protected_bytes"] == 16 * 64 * 4 + 64 * 4 * 4  # both weight matrices; the biases (< 1 KiB) stay inline
+    text = cli("seal", model, "-o", tmp_path / "t.sealed", "--sign", w.pub, "--recipient", w.dev_pub)
+    assert "coverage    100.0% of weight bytes in the secure buffer" in text.out
+    header_only = cli("inspect", tmp_path / "m.sealed", "--json")
+    assert header_only.code == EXIT_OK and header_only.json()["verified"] is False and "coverage" not in header_only.json()
+    full = cli("inspect", tmp_path / "m.sealed", "--identity", w.dev, "--trust", w.pub_key, "--json")
+    assert full.code == EXIT_OK and full.json()["verified"] is True
+    assert full.json()["coverage"] == coverage
+    failed(cli("inspect", tmp_path / "m.sealed", "--identity", w.dev), EXIT_USAGE, "--trust")
+    failed(cli("inspect", tmp_path / "m.sealed", "--trust", w.pub_key), EXIT_USAGE, "--identity")
+    failed(cli("inspect", tmp_path / "m.sealed", "--identity", w.p256_dev, "--trust", w.pub_key), EXIT_KEY)
+    assert seal(w, "raw.sealed").code == EXIT_OK
+    raw = cli("inspect", w.d / "raw.sealed", "--identity", w.dev, "--trust", w.pub_key)
+    assert raw.code == EXIT_OK and "coverage    not an ONNX payload" in raw.out

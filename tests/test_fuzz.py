@@ -8,9 +8,10 @@ import importlib.util
 import random
 import struct
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

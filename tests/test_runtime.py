@@ -234,6 +234,7 @@ def test_sessions_and_tensors_cannot_be_pickled_and_hide_secrets(env: dict[str, 
             pickle.dumps(sess)
         assert repr(sess) == "edgeguard.InferenceSession('mlp' v1, strict)"
         assert sess.memory.dontdump and sess.memory.size > 0
+        assert sess.memory.coverage is sess.coverage and sess.coverage.fraction == 1.0  # every weight read in place
     assert "closed" in repr(sess)
     with edgeguard.open_sealed(env["sealed"], identity=keys.identity_path, trust=keys.trust) as tensors:
         with pytest.raises(TypeError, match="pickled"):

@@ -39,16 +39,17 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))  # the reference decoder lives with the tests
 
-import reference_decoder as ref  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519  # noqa: E402
 
+import reference_decoder as ref  # noqa: E402
 from edgeguard.errors import (  # noqa: E402
     EdgeguardError,
     FormatError,
@@ -57,11 +58,15 @@ from edgeguard.errors import (  # noqa: E402
     UnsupportedVersionError,
     UntrustedSignerError,
 )
-from edgeguard.format import PREAMBLE, canonical_json, read_container  # noqa: E402
+from edgeguard.format import (  # noqa: E402
+    PREAMBLE,
+    ModelInfo,
+    canonical_json,
+    read_container,
+)
 from edgeguard.keys import SigningKey, TrustStore, export_private_pem, public_pem  # noqa: E402
-from edgeguard.recipients import load_identity, load_recipient  # noqa: E402
-from edgeguard.format import ModelInfo  # noqa: E402
 from edgeguard.payload import build_payload, parse_payload, tensor_entries  # noqa: E402
+from edgeguard.recipients import load_identity, load_recipient  # noqa: E402
 from edgeguard.recipients.scrypt import PassphraseIdentity, PassphraseRecipient  # noqa: E402
 from edgeguard.seal import seal_payload  # noqa: E402
 from edgeguard.unseal import decrypt_file, unseal_file, verify_file  # noqa: E402

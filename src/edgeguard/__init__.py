@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .errors import (
+    CoverageError,
     DetectorError,
     EdgeguardError,
     ExpiredError,
@@ -80,6 +81,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CoverageError",
     "DetectorError",
     "EdgeguardError",
     "ExpiredError",

@@ -62,6 +62,19 @@ class RollbackError(LoadRefusedError):
     """The model version is lower than one already loaded under the same name."""
 
 
+class CoverageError(LoadRefusedError):
+    """Strict mode refuses an ONNX model whose weights are not all in the secure buffer: less than
+    ``min_coverage`` of its parameter bytes would be read from there (the rest would sit in
+    onnxruntime's ordinary heap), typically a file sealed by an older edgeguard. Re-seal it.
+
+    ``coverage`` is the measured :class:`~edgeguard.coverage.Coverage`.
+    """
+
+    def __init__(self, message: str, coverage: object = None) -> None:
+        super().__init__(message)
+        self.coverage = coverage
+
+
 class DetectorError(EdgeguardError):
     """The extraction-query detector refused its input (bad argument, mismatched profile or state)."""
 

@@ -18,6 +18,7 @@ This module never imports ``onnx``.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import os
 import re
@@ -30,7 +31,8 @@ from typing import Any, NoReturn, Protocol
 import numpy as np
 
 from . import kinds
-from .errors import FormatError
+from .coverage import Coverage, graph_coverage
+from .errors import CoverageError, FormatError
 from .format import Header, ModelInfo
 from .freshness import Clock, VersionStore, check_validity
 from .keys import resolve_trust
@@ -178,6 +180,11 @@ class InferenceSession:
     every :meth:`run` reports its inputs and outputs to it and returns what ``apply`` returns;
     ``apply`` raises (a typed error of the guard's) to block a request.
 
+    `min_coverage` (strict mode only; 0.0 to 1.0, default 1.0): the least share of the model's
+    weight bytes (tensors of at least ``EXTERNALIZE_MIN_BYTES``) that must be read in place from
+    the secure buffer; ``coverage`` reports the measured :class:`~edgeguard.coverage.Coverage`
+    (in both modes).
+
     `clock` is injectable for tests; `version_store` (a path or VersionStore) turns on
     anti-rollback.
 
@@ -188,8 +195,10 @@ class InferenceSession:
         IntegrityError: the file is not exactly what the publisher signed.
         NotYetValidError, ExpiredError: outside the signed validity window.
         RollbackError: an older version than one already loaded (with `version_store`).
+        CoverageError: strict mode, and less than `min_coverage` of the weights would be read from
+            the secure buffer (a file sealed by an older edgeguard: re-seal it).
         KeyFileError: an identity or trust key cannot be loaded (TokenError: a PKCS#11 token).
-        ValueError: bad `hygiene`, no identity, empty trust, or options that would write to disk.
+        ValueError: bad `hygiene` or `min_coverage`, no identity, empty trust, or options that would write to disk.
         OSError: the file cannot be read.
         onnxruntime's own errors if it rejects the (authentic) model or the options.
     """
@@ -205,6 +214,7 @@ class InferenceSession:
         trust: TrustLike = None,
         passphrase: str | bytes | None = None,
         hygiene: str = "strict",
+        min_coverage: float = 1.0,
         guard: Any = None,
         version_store: VersionStore | str | os.PathLike[str] | None = None,
         clock: Clock = time.time,
@@ -213,6 +223,8 @@ class InferenceSession:
     ) -> None:
         if hygiene not in HYGIENE_MODES:
             raise ValueError(f"hygiene must be one of {', '.join(HYGIENE_MODES)}")
+        if isinstance(min_coverage, bool) or not isinstance(min_coverage, (int, float)) or not 0.0 <= min_coverage <= 1.0:
+            raise ValueError("min_coverage must be a number from 0.0 to 1.0")
         options = sess_options if sess_options is not None else ort.SessionOptions()
         _check_no_disk_writes(options, providers, provider_options)
         self._guard = guard
@@ -228,8 +240,12 @@ class InferenceSession:
                     "use edgeguard.open_sealed"
                 )
             self.metadata: ModelInfo = opened.container.header.model
-            self.memory: MemoryReport = memory_report(buffer)
             self.detector_profile = _section_bytes(opened, "detector_profile")
+            with opened.layout.section(buffer, "graph") as graph:
+                self.coverage: Coverage = graph_coverage(graph)
+            self.memory: MemoryReport = dataclasses.replace(memory_report(buffer), coverage=self.coverage)
+            if hygiene == "strict" and self.coverage.fraction < min_coverage:
+                raise CoverageError(_coverage_message(self.coverage, min_coverage, self.metadata), self.coverage)
             session = self._create(opened, options, providers, provider_options, kwargs)
         except BaseException:
             buffer.close()
@@ -337,6 +353,16 @@ class InferenceSession:
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.hygiene
         return f"edgeguard.InferenceSession({_model_info_str(self.metadata)}, {state})"
+
+
+def _coverage_message(coverage: Coverage, min_coverage: float, model: ModelInfo) -> str:
+    names = ", ".join(coverage.unprotected[:3]) + (f" and {len(coverage.unprotected) - 3} more" if len(coverage.unprotected) > 3 else "")
+    return (
+        f"strict mode refuses {_model_info_str(model)}: only {coverage.percent:.1f}% of its weight bytes "
+        f"({coverage.protected_bytes:,} of {coverage.required_bytes:,}) would be read from the secure buffer, "
+        f"min_coverage is {100 * min_coverage:.1f}%; the rest ({names}) would sit in onnxruntime's ordinary heap. "
+        "It was probably sealed by an older edgeguard: re-seal the original model with `edgeguard seal`"
+    )
 
 
 def _section_bytes(opened: Opened, name: str) -> bytes | None:

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import _core, kinds
 from ._files import atomic_output, write_fd
+from .coverage import Coverage, payload_coverage
+from .errors import FormatError
 from .format import (
     DEFAULT_CHUNK_SIZE,
     SALT_LEN,
@@ -45,9 +47,13 @@ def derive_payload_key(dek: bytes, salt: bytes, cipher: str) -> tuple[bytes, byt
 
 @dataclass(frozen=True)
 class SealResult:
+    """``coverage``: for an ONNX payload, how much of its weights a strict device reads from the
+    secure buffer (:func:`edgeguard.coverage.payload_coverage`); None for other kinds."""
+
     header: Header
     path: Path
     size: int
+    coverage: Coverage | None = None
 
 
 def _check_recipients(recipients: Sequence[Recipient]) -> None:
@@ -135,7 +141,11 @@ def seal_payload(
                 buffer = bytearray(total)
                 fill(buffer)
                 write_fd(fd, buffer)
-        return SealResult(header=header, path=Path(out_path), size=total)
+        try:
+            coverage = payload_coverage(view, kind)
+        except FormatError:  # a hand-built payload the device will refuse anyway
+            coverage = None
+        return SealResult(header=header, path=Path(out_path), size=total, coverage=coverage)
 
 
 def _preallocate(fd: int, size: int) -> bool:

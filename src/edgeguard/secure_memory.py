@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import resource
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import _core
+
+if TYPE_CHECKING:
+    from .coverage import Coverage
 
 SecureBuffer = _core.SecureBuffer
 
@@ -32,6 +36,7 @@ class MemoryReport:
     dontdump: bool
     fork_protection: str
     memlock_limit: int | None  # RLIMIT_MEMLOCK soft limit in bytes, None if unlimited
+    coverage: Coverage | None = None  # an ONNX session's weight bytes read from this buffer (edgeguard.coverage)
 
 
 def memory_report(buffer: SecureBuffer) -> MemoryReport:

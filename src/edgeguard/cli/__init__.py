@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("inspect", "print the public header (verifies nothing, needs no key)", cmd_inspect)
     p.add_argument("sealed", help="sealed file whose header to print")
+    p.add_argument("--identity", action="append", default=[], metavar="KEY",
+                   help="with --trust: also verify, decrypt (in locked memory) and report the protected coverage; "
+                        "a device private key (PEM file) or a pkcs11: URI; repeatable")
+    p.add_argument("--passphrase", action="store_true", help=f"the same with a passphrase (asked on the terminal or taken from ${PASSPHRASE_ENV})")
+    p.add_argument("--trust", action="append", default=[], metavar="PUB", help="trusted publisher public key, with --identity or --passphrase; repeatable")
+    p.add_argument("--threads", type=parse_threads, default=0, help=threads_help)
     p.add_argument("--json", action="store_true", help=json_help)
 
     p = add("unseal", "explicit recovery: verify, decrypt and write the original model", cmd_unseal)

@@ -137,7 +137,11 @@ def cmd_seal(args: argparse.Namespace) -> int:
             raise CliError(str(exc).replace(str(source), f"the optimized {model}"),
                            code=EXIT_FORMAT if isinstance(exc, FormatError) else EXIT_ERROR) from None
     info = describe_header(result.header, result.size)
-    emit(args, {"output": str(result.path), **info}, f"sealed {model} -> {result.path} ({result.size:,} bytes)\n" + describe_text(info))
+    coverage = result.coverage
+    text = f"sealed {model} -> {result.path} ({result.size:,} bytes)\n" + describe_text(info)
+    if coverage is not None:
+        text += f"\ncoverage    {coverage}"
+    emit(args, {"output": str(result.path), **info, "coverage": None if coverage is None else coverage.to_json()}, text)
     return EXIT_OK
 
 
@@ -199,10 +203,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    """The public header; with a device key (and the publisher's), also the protected coverage,
+    which lies inside the encryption."""
     from ..unseal import inspect_file
 
     info = describe(inspect_file(args.sealed))
-    emit(args, {"verified": False, **info}, describe_text(info) + "\n(header only: nothing has been verified; use `edgeguard verify`)")
+    if not (args.identity or args.passphrase):
+        if args.trust:
+            raise CliError("--trust applies with --identity or --passphrase (to measure coverage)", code=EXIT_USAGE)
+        emit(args, {"verified": False, **info}, describe_text(info) + "\n(header only: nothing has been verified; use `edgeguard verify`)")
+        return EXIT_OK
+    if not args.trust:
+        raise CliError("--identity/--passphrase needs --trust PUB: coverage is measured on the verified, decrypted payload", code=EXIT_USAGE)
+    from ..coverage import sealed_coverage
+    from ..keys import TrustStore
+    from ..recipients import PKCS11_SCHEME, load_identity
+
+    trust = load_keys(TrustStore.load, args.trust, "--trust", "public", "the publisher's")
+    keys = [p if p.startswith(PKCS11_SCHEME) else load_keys(load_identity, p, "--identity", "private", "a device's") for p in args.identity]
+    coverage = sealed_coverage(args.sealed, identity=keys or None, trust=trust, passphrase=read_passphrase(confirm=False) if args.passphrase else None,
+                               threads=args.threads)  # fmt: skip
+    text = describe_text(info) + "\ncoverage    " + ("not an ONNX payload" if coverage is None else str(coverage))
+    emit(args, {"verified": True, **info, "coverage": None if coverage is None else coverage.to_json()},
+         text + "\n(verified: the signature and every chunk; decrypted in locked memory to measure coverage, then wiped)")
     return EXIT_OK
 
 
