@@ -19,6 +19,8 @@ from .errors import (
     NotYetValidError,
     ProfileError,
     QueryBlockedError,
+    RevocationRollbackError,
+    RevokedError,
     RollbackError,
     UnsupportedVersionError,
     UntrustedSignerError,
@@ -48,6 +50,8 @@ _LAZY = {
     "TrustStore": ".keys",
     "VersionStore": ".freshness",
     "load_identity": ".recipients",
+    "RevocationList": ".revocation",
+    "RevocationStore": ".revocation",
 }
 
 
@@ -74,6 +78,8 @@ __all__ = [
     "LoadRefusedError",
     "ProfileError",
     "QueryBlockedError",
+    "RevocationRollbackError",
+    "RevokedError",
     "RollbackError",
     "UnsupportedVersionError",
     "UntrustedSignerError",

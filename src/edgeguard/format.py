@@ -20,6 +20,8 @@ from .errors import FormatError, IntegrityError, UnsupportedVersionError
 
 MAGIC = b"EDGESEAL"
 VERSION = 1
+VERSION_2 = 2  # artifacts without recipients, opened through grants: edgeguard.format_v2
+VERSIONS = (VERSION, VERSION_2)
 PREAMBLE = struct.Struct(">8sHHI")
 PREAMBLE_LEN = PREAMBLE.size
 ROOT_LEN = 32
@@ -402,15 +404,15 @@ def parse_preamble(data: bytes) -> int:
 
     Raises:
         FormatError: too short, wrong magic, nonzero flags, or header length out of range.
-        UnsupportedVersionError: a version other than 1.
+        UnsupportedVersionError: a version other than 1 or 2.
     """
     if len(data) < PREAMBLE_LEN:
         raise FormatError("file is too short to be a sealed model")
     magic, version, flags, header_len = PREAMBLE.unpack_from(data)
     if magic != MAGIC:
         raise FormatError("not an edgeguard sealed file (bad magic)")
-    if version != VERSION:
-        raise UnsupportedVersionError(f"sealed format version {version} is not supported (this build reads {VERSION})")
+    if version not in VERSIONS:
+        raise UnsupportedVersionError(f"sealed format version {version} is not supported (this build reads 1 and 2)")
     if flags != 0:
         raise FormatError("reserved flags must be zero")
     if not 1 <= header_len <= MAX_HEADER_SIZE:
@@ -420,17 +422,24 @@ def parse_preamble(data: bytes) -> int:
 
 @dataclass(frozen=True)
 class Container:
-    """A parsed sealed file: header plus where everything lies. Nothing here is authenticated yet."""
+    """A parsed sealed file: header plus where everything lies. Nothing here is authenticated yet.
 
-    header: Header
+    A version 2 artifact has a :class:`~edgeguard.format_v2.PayloadHeader` (no recipients) and
+    may embed a grant after its chunks (`embedded_grant`, the grant file's bytes, unparsed).
+    """
+
+    header: Any  # Header (version 1) or format_v2.PayloadHeader (version 2)
     preamble_and_header: bytes
     chunk_root: bytes
     signature: bytes
     payload_offset: int
+    version: int = VERSION
+    embedded_grant: bytes | None = None
 
     @property
     def total_len(self) -> int:
-        return self.payload_offset + self.header.sealed_payload_len
+        trailer = 0 if self.version == VERSION else 4 + len(self.embedded_grant or b"")
+        return self.payload_offset + self.header.sealed_payload_len + trailer
 
 
 def read_container(f: Any) -> Container:
@@ -447,6 +456,10 @@ def read_container(f: Any) -> Container:
     body = f.read(header_len)
     if len(body) != header_len:
         raise FormatError("file ends inside the header")
+    if PREAMBLE.unpack_from(preamble)[1] == VERSION_2:
+        from .format_v2 import read_artifact
+
+        return read_artifact(f, preamble, body)
     header = parse_header(body)
     block = f.read(SIGNATURE_BLOCK_LEN)
     if len(block) != SIGNATURE_BLOCK_LEN:
