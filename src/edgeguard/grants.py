@@ -198,7 +198,8 @@ def issue_device_grants(
 
 def write_grant_folder(grants: Mapping[str, GrantFile], folder: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Writes `<key_id>.grant` per device into a new folder, atomically: the files are written into
-    a temporary folder beside `folder`, which is renamed into place once complete.
+    a temporary folder beside `folder`, flushed to disk with one ``sync`` (not one fsync per file:
+    10,000 of those cost tens of seconds), and the folder is renamed into place once complete.
 
     Raises:
         FileExistsError: `folder` exists and `overwrite` is False.
@@ -215,10 +216,10 @@ def write_grant_folder(grants: Mapping[str, GrantFile], folder: str | os.PathLik
             fd = os.open(tmp / f"{kid}{GRANT_SUFFIX}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 write_fd(fd, grant.to_bytes())
-                os.fsync(fd)
             finally:
                 os.close(fd)
         os.chmod(tmp, 0o755)
+        os.sync()
         old = None
         if overwrite and os.path.lexists(target):
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))

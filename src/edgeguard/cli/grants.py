@@ -280,8 +280,6 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     from ..keys import SigningKey
     from ..revocation import make_revocation
 
-    if not args.grant_id and not args.key:
-        warn("the list revokes nothing (no --grant-id, no --key): it only raises the serial")
     keys_files = [k for k in args.key if not _KEY_ID.match(k)]
     check_outputs([args.output], [args.sign, *keys_files], force=args.force)
     keys = _key_ids(args.key, "--key")
@@ -291,6 +289,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         write_file(args.output, data, overwrite=args.force)
     except FileExistsError:
         raise CliError(f"{args.output} already exists", hint="pass --force to replace it") from None
+    if not args.grant_id and not args.key:
+        warn("the list revokes nothing (no --grant-id, no --key): it only raises the serial")
     info = {"output": str(args.output), "serial": args.serial, "signer": {"alg": signer.alg, "key_id": signer.key_id},
             "grants": sorted(set(args.grant_id)), "keys": sorted(set(keys)), "bytes": len(data)}  # fmt: skip
     emit(args, info, f"wrote revocation list serial {args.serial} ({len(info['grants'])} grant(s), {len(info['keys'])} key(s)) -> {args.output}")
