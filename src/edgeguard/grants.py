@@ -316,11 +316,11 @@ def open_grant(
     check_artifact(parsed, artifact)
     header = container.header
     context = wrap_context_v2(header.salt, artifact)
-    candidates = []
+    candidates: list[tuple[Any, str, Stanza]] = []
     for identity in identities:  # by key id: no trial decryption, O(log n) in the grant
         kid = getattr(identity, "key_id", None)
         stanza = parsed.body.stanza_for(kid) if isinstance(kid, str) else None
-        if stanza is not None:
+        if stanza is not None and isinstance(kid, str):
             candidates.append((identity, kid, stanza))
     if admit_grant is not None and not candidates:
         admit_grant(parsed.body, "")  # the window and a revoked grant id come before "not a recipient"
@@ -435,7 +435,7 @@ def write_with_grant(source: str | os.PathLike[str], container: Container, grant
         FileExistsError: `out_path` exists and `overwrite` is False.
         OSError: a file cannot be read or written.
     """
-    end = container.payload_offset + container.header.sealed_payload_len
+    end: int = container.payload_offset + container.header.sealed_payload_len
     trailer = grant.to_bytes() if grant is not None else b""
     with open(source, "rb") as src, atomic_output(out_path, overwrite=overwrite) as (fd, _tmp):
         done = 0

@@ -123,7 +123,7 @@ def add_fleet_parsers(add: Callable[[str, str, Callable[[argparse.Namespace], in
 def _device_keys(paths: list[str], lists: list[str], option: str, list_option: str) -> list[Any]:
     from ..recipients import load_recipient
 
-    out = [load_keys(load_recipient, p, option, "public", "a device's") for p in paths]
+    out: list[Any] = [load_keys(load_recipient, p, option, "public", "a device's") for p in paths]
     for name in lists:
         try:
             text = Path(name).read_bytes()
