@@ -77,6 +77,15 @@ def test_grant_file_bytes_path_and_folder(keys: Keys, tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         write_grant_folder({}, folder)
 
+    class Sneaky:
+        key_id = "../g"  # names a file outside the folder (g.grant): never followed
+
+        def unwrap(self, *a: Any, **kw: Any) -> None:
+            return None
+
+    with pytest.raises(errors.NotARecipientError):
+        decrypt_file(path, [Sneaky()], keys.trust, grant=folder)
+
 
 def test_folder_lookup_reads_only_the_devices_own_grant(keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     issuer = make_device("x25519")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import shutil
 import struct
@@ -47,6 +48,7 @@ ARTIFACT_ID_LABEL = b"edgeguard/v2 artifact id\x00"
 ARTIFACT_SIGNATURE_LABEL = b"edgeguard/v2 artifact signature\x00"
 GRANT_SIGNATURE_LABEL = b"edgeguard/v2 grant signature\x00"
 
+_KEY_ID = re.compile(r"[0-9a-f]{16}\Z")
 GrantSource = Any  # GrantFile | bytes | a grant file path | a folder of <key_id>.grant files
 AdmitGrant = Callable[[GrantBody, str], None]
 
@@ -270,6 +272,8 @@ def load_grant(source: GrantSource, key_ids: Sequence[str]) -> GrantFile:
     if not path.is_dir():
         return parse_grant(_read_bounded(path))
     for kid in key_ids:
+        if not _KEY_ID.match(kid):  # an identity's key id names a file: never a path
+            continue
         candidate = path / f"{kid}{GRANT_SUFFIX}"
         try:
             return parse_grant(_read_bounded(candidate))
