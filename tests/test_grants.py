@@ -376,3 +376,19 @@ def test_v2_header_rules(keys: Keys, tmp_path: Path) -> None:
     bad.write_bytes(data)
     with pytest.raises(errors.NotARecipientError):  # the artifact id changed, so the embedded grant no longer names it
         _open(bad, keys.x25519_dev, keys)
+
+
+@pytest.mark.parametrize("length", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
+def test_v2_at_every_chunk_boundary_and_the_reference_agrees(keys: Keys, tmp_path: Path, length: int) -> None:
+    """Opaque payloads (no inner layout): the native core decrypts, only the final layout check
+    refuses, so the buffer is the plaintext (as helpers.open_opaque does for version 1)."""
+    from edgeguard.seal import seal_payload
+    from helpers import CHUNK, MODEL, open_opaque
+
+    data = os.urandom(length)
+    path = tmp_path / "o.sealed"
+    seal_payload(data, path, kind="raw", signer=keys.p256, recipients=[keys.x25519_dev.recipient], model=MODEL,
+                 cipher="chacha20-poly1305", chunk_size=CHUNK, format_version=2)  # fmt: skip
+    assert open_opaque(path, [keys.x25519_dev.identity], keys.trust) == data
+    assert ref.decode(path.read_bytes(), keys.ref_trusted(), [keys.x25519_dev.private], check_inner=False).payload == data
+    verify_file(path, keys.trust)
