@@ -1,4 +1,5 @@
-"""An independent decoder of the edgeguard sealed format v1, written from docs/FORMAT.md alone.
+"""An independent decoder of the edgeguard sealed format (version 1, and version 2 artifacts, grants
+and revocation lists), written from docs/FORMAT.md alone.
 
 It uses the `cryptography` package for primitives (AES-GCM, ChaCha20-Poly1305, SHA-256, HMAC,
 scrypt, X25519, ECDH, Ed25519, ECDSA) and nothing from edgeguard: HPKE (RFC 9180 base mode) is
@@ -7,7 +8,10 @@ caught. The differential tests require it to give the same plaintext, and the sa
 decision (the same error category), as edgeguard's C++ core on every vector and on generated files.
 
 Checks run in the order the spec reads: preamble, header, file size, signer, signature, chunk
-digests (verify), key unwrap, chunk tags (open), inner payload.
+digests (verify), key unwrap, chunk tags (open), inner payload. Version 2 (the second half of this
+file): preamble, payload header, grant_len, file size, signer, signature, [verify: chunk digests,
+embedded grant], grant (framing, body, signer, signature, artifact id, window, revocation, stanza,
+key commitment), chunk tags.
 """
 
 from __future__ import annotations
@@ -57,6 +61,18 @@ class RefNotRecipientError(RefError):
 
 class RefIntegrityError(RefError):
     category = "integrity"
+
+
+class RefRevokedError(RefError):
+    category = "revoked"
+
+
+class RefNotYetValidError(RefError):
+    category = "not_yet_valid"
+
+
+class RefExpiredError(RefError):
+    category = "expired"
 
 
 class RefInnerFormatError(RefFormatError):
@@ -397,6 +413,8 @@ def decode(
     if len(data) < 16 or data[:8] != MAGIC:
         raise RefFormatError("magic")
     version, flags, header_len = struct.unpack(">HHI", data[8:16])
+    if version == 2:
+        return decode_v2(data, trusted, identities, verify_only=verify_only, check_inner=check_inner)
     if version != 1:
         raise RefVersionError("version")
     if flags != 0:
@@ -516,3 +534,294 @@ def check_inner_payload(p: bytes, kind: str) -> dict[str, bytes]:
             if any(weights[end:nxt]):
                 raise err("tensor padding")
     return sections
+
+
+# --- version 2 -----------------------------------------------------------------------------------
+
+MAX_GRANT_SIZE = 32 << 20
+MAX_GRANT_RECIPIENTS = 1 << 17
+MAX_REVOCATION_SIZE = 16 << 20
+MAX_REVOKED = 1 << 18
+HEX32 = re.compile(r"[0-9a-f]{32}\Z")
+HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+@dataclass
+class RefHeaderV2:
+    cipher: str
+    chunk_size: int
+    payload_length: int
+    salt: bytes
+    signer_alg: str
+    signer_key_id: str
+    kind: str
+    commitment: bytes
+    model: dict[str, Any]
+
+    @property
+    def count(self) -> int:
+        return max(1, -(-self.payload_length // self.chunk_size))
+
+
+def _signer_obj(value: Any) -> tuple[str, str]:
+    signer = _exact_keys(value, {"alg", "key_id"})
+    if signer["alg"] not in ("ed25519", "ecdsa-p256-sha256"):
+        raise RefFormatError("signer alg")
+    if not isinstance(signer["key_id"], str) or not HEX16.match(signer["key_id"]):
+        raise RefFormatError("signer key id")
+    return signer["alg"], signer["key_id"]
+
+
+def _model(value: Any) -> dict[str, Any]:
+    model = _exact_keys(value, {"name", "version", "created", "labels"}, {"not_before", "not_after"})
+    _text(model["name"], 1, MAX_NAME)
+    for k in ("version", "created", "not_before", "not_after"):
+        if k in model:
+            _uint(model[k])
+    if "not_before" in model and "not_after" in model and not model["not_before"] < model["not_after"]:
+        raise RefFormatError("validity window")
+    labels = model["labels"]
+    if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
+        raise RefFormatError("labels")
+    for k, v in labels.items():
+        _text(k, 1, MAX_LABEL_KEY)
+        _text(v, 0, MAX_LABEL_VALUE)
+    return model
+
+
+def parse_header_v2(body: bytes) -> RefHeaderV2:
+    obj = canonical_object(body)
+    _exact_keys(obj, {"cipher", "chunk_size", "payload_length", "salt", "signer", "model", "payload", "key_commitment"})
+    if obj["cipher"] not in ("aes-256-gcm", "chacha20-poly1305"):
+        raise RefFormatError("cipher")
+    cs = _uint(obj["chunk_size"], MIN_CHUNK, MAX_CHUNK)
+    if bin(cs).count("1") != 1:
+        raise RefFormatError("chunk size not a power of two")
+    pl = _uint(obj["payload_length"])
+    if max(1, -(-pl // cs)) > MAX_COUNT:
+        raise RefFormatError("too many chunks")
+    salt = _b64(obj["salt"], 32)
+    alg, kid = _signer_obj(obj["signer"])
+    payload = _exact_keys(obj["payload"], {"kind"})
+    if payload["kind"] not in ("onnx", "safetensors", "raw"):
+        raise RefFormatError("payload kind")
+    commitment = _b64(obj["key_commitment"], 32)
+    return RefHeaderV2(obj["cipher"], cs, pl, salt, alg, kid, payload["kind"], commitment, _model(obj["model"]))
+
+
+def _verify_sig(alg: str, kid: str, trusted: Sequence[Trusted], message: bytes, sig: bytes) -> None:
+    for pub in trusted:
+        palg = "ed25519" if isinstance(pub, ed25519.Ed25519PublicKey) else "ecdsa-p256-sha256"
+        if palg != alg or key_id(pub) != kid:
+            continue
+        try:
+            if isinstance(pub, ed25519.Ed25519PublicKey):
+                pub.verify(sig, message)
+            else:
+                r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+                if not (1 <= r < P256_N and 1 <= s <= P256_N // 2):
+                    raise RefIntegrityError("ECDSA r/s out of range or high s")
+                pub.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise RefIntegrityError("bad signature") from None
+        return
+    raise RefUntrustedError("signer not trusted")
+
+
+def _signed_file(data: bytes, magic: bytes, max_body: int) -> tuple[bytes, bytes, bytes]:
+    """(preamble || body, body, signature) of a grant or a revocation list."""
+    if len(data) < 16 or data[:8] != magic:
+        raise RefFormatError("magic")
+    version, flags, body_len = struct.unpack(">HHI", data[8:16])
+    if version != 2:
+        raise RefVersionError("version")
+    if flags != 0:
+        raise RefFormatError("flags")
+    if not 1 <= body_len <= max_body:
+        raise RefFormatError("body length")
+    if len(data) < 16 + body_len:
+        raise RefFormatError("ends inside the body")
+    if len(data) != 80 + body_len:
+        raise RefIntegrityError("size")
+    return data[: 16 + body_len], data[16 : 16 + body_len], data[16 + body_len :]
+
+
+@dataclass
+class RefGrant:
+    artifact: str
+    grant_id: str
+    signer: tuple[str, str]
+    not_before: int | None
+    not_after: int | None
+    stanzas: dict[str, dict[str, Any]]  # key id -> stanza
+    signed: bytes
+    signature: bytes
+
+
+def parse_grant(data: bytes) -> RefGrant:
+    signed, body, sig = _signed_file(data, b"EDGEGRNT", MAX_GRANT_SIZE)
+    obj = canonical_object(body)
+    _exact_keys(obj, {"artifact", "grant_id", "signer", "issued", "recipients"}, {"not_before", "not_after"})
+    if not isinstance(obj["artifact"], str) or not HEX64.match(obj["artifact"]):
+        raise RefFormatError("artifact id")
+    if not isinstance(obj["grant_id"], str) or not HEX32.match(obj["grant_id"]):
+        raise RefFormatError("grant id")
+    signer = _signer_obj(obj["signer"])
+    _uint(obj["issued"])
+    nb = _uint(obj["not_before"]) if "not_before" in obj else None
+    na = _uint(obj["not_after"]) if "not_after" in obj else None
+    if nb is not None and na is not None and not nb < na:
+        raise RefFormatError("grant window")
+    recipients = obj["recipients"]
+    if not isinstance(recipients, list) or not 1 <= len(recipients) <= MAX_GRANT_RECIPIENTS:
+        raise RefFormatError("grant recipients")
+    stanzas: dict[str, dict[str, Any]] = {}
+    last = ""
+    for r in recipients:
+        if not isinstance(r, dict) or r.get("type") not in ("hpke-x25519", "hpke-p256"):
+            raise RefFormatError("grant stanza type")
+        _exact_keys(r, {"type", "key_id", "wrapped"})
+        if not isinstance(r["key_id"], str) or not HEX16.match(r["key_id"]):
+            raise RefFormatError("stanza key id")
+        if r["key_id"] <= last:
+            raise RefFormatError("stanzas not in strictly ascending key id order")
+        last = r["key_id"]
+        stanzas[r["key_id"]] = {"type": r["type"], "wrapped": _b64(r["wrapped"], WRAPPED[r["type"]])}
+    return RefGrant(obj["artifact"], obj["grant_id"], signer, nb, na, stanzas, signed, sig)
+
+
+def verify_grant(g: RefGrant, trusted: Sequence[Trusted]) -> None:
+    _verify_sig(*g.signer, trusted, b"edgeguard/v2 grant signature\x00" + hashlib.sha256(g.signed).digest(), g.signature)
+
+
+@dataclass
+class RefRevocation:
+    serial: int
+    signer_key_id: str
+    grants: set[str]
+    keys: set[str]
+
+
+def parse_revocation(data: bytes, trusted: Sequence[Trusted]) -> RefRevocation:
+    """Parses and verifies a revocation list."""
+    signed, body, sig = _signed_file(data, b"EDGEREVK", MAX_REVOCATION_SIZE)
+    obj = canonical_object(body)
+    _exact_keys(obj, {"signer", "serial", "issued", "grants", "keys"})
+    signer = _signer_obj(obj["signer"])
+    serial = _uint(obj["serial"], 1)
+    _uint(obj["issued"])
+    lists = []
+    for name, pattern in (("grants", HEX32), ("keys", HEX16)):
+        values = obj[name]
+        if not isinstance(values, list) or not all(isinstance(v, str) and pattern.match(v) for v in values):
+            raise RefFormatError(f"revoked {name}")
+        if any(a >= b for a, b in pairwise(values)):
+            raise RefFormatError(f"revoked {name} not strictly ascending")
+        lists.append(values)
+    if len(lists[0]) + len(lists[1]) > MAX_REVOKED:
+        raise RefFormatError("too many revoked entries")
+    _verify_sig(*signer, trusted, b"edgeguard/v2 revocation signature\x00" + hashlib.sha256(signed).digest(), sig)
+    return RefRevocation(serial, signer[1], set(lists[0]), set(lists[1]))
+
+
+def decode_v2(
+    data: bytes,
+    trusted: Sequence[Trusted],
+    identities: Sequence[Identity] = (),
+    *,
+    verify_only: bool = False,
+    check_inner: bool = True,
+    grant: bytes | None = None,
+    now: int | None = None,
+    revocation: RefRevocation | None = None,
+) -> Decoded:
+    """A version 2 artifact, opened through `grant` (grant file bytes) or its embedded grant."""
+    version, flags, header_len = struct.unpack(">HHI", data[8:16])
+    if version != 2:
+        raise RefVersionError("version")
+    if flags != 0:
+        raise RefFormatError("flags")
+    if not 1 <= header_len <= MAX_HEADER:
+        raise RefFormatError("header length")
+    if len(data) < 16 + header_len:
+        raise RefFormatError("file ends inside the header")
+    h = parse_header_v2(data[16 : 16 + header_len])
+    payload_off = 16 + header_len + 96
+    end = payload_off + h.payload_length + 16 * h.count
+    if len(data) < end + 4:
+        raise RefIntegrityError("size")
+    (grant_len,) = struct.unpack(">I", data[end : end + 4])
+    if grant_len != 0 and not 81 <= grant_len <= 80 + MAX_GRANT_SIZE:
+        raise RefFormatError("grant_len")
+    if len(data) != end + 4 + grant_len:
+        raise RefIntegrityError("size")
+    embedded = data[end + 4 :] if grant_len else None
+    header_digest = hashlib.sha256(data[: 16 + header_len]).digest()
+    root, sig = data[16 + header_len : 48 + header_len], data[48 + header_len : payload_off]
+    _verify_sig(h.signer_alg, h.signer_key_id, trusted, b"edgeguard/v2 artifact signature\x00" + header_digest + root, sig)
+    artifact = hashlib.sha256(b"edgeguard/v2 artifact id\x00" + data[:payload_off]).digest()
+    chunks = _chunks(data[:end], payload_off, h)  # type: ignore[arg-type]
+    computed = hashlib.sha256(
+        b"edgeguard/v1 chunks\x00" + struct.pack(">Q", h.count) + b"".join(hashlib.sha256(c).digest() for c in chunks)
+    ).digest()
+    if verify_only:
+        if computed != root:
+            raise RefIntegrityError("chunk root")
+        if embedded is not None:
+            g = parse_grant(embedded)
+            verify_grant(g, trusted)
+            if g.artifact != artifact.hex():
+                raise RefNotRecipientError("grant for another artifact")
+        return Decoded(h, b"")  # type: ignore[arg-type]
+    if grant is None and embedded is None:
+        raise RefNotRecipientError("no grant")
+    g = parse_grant(grant if grant is not None else embedded)  # type: ignore[arg-type]
+    verify_grant(g, trusted)
+    if g.artifact != artifact.hex():
+        raise RefNotRecipientError("grant for another artifact")
+    if now is not None and g.not_before is not None and now < g.not_before:
+        raise RefNotYetValidError("grant not yet valid")
+    if now is not None and g.not_after is not None and now > g.not_after:
+        raise RefExpiredError("grant expired")
+    if revocation is not None and g.grant_id in revocation.grants:
+        raise RefRevokedError("grant revoked")
+    info = b"edgeguard/v2 dek\x00" + h.salt + artifact
+    dek = None
+    for ident in identities:
+        if isinstance(ident, (str, bytes, Passphrase)):
+            continue
+        kid = key_id(ident.public_key())
+        s = g.stanzas.get(kid)
+        if s is None:
+            continue
+        if revocation is not None and kid in revocation.keys:
+            raise RefRevokedError("device key revoked")
+        try:
+            if isinstance(ident, x25519.X25519PrivateKey) and s["type"] == "hpke-x25519":
+                dek = hpke_open_base(0x0020, ident, s["wrapped"][:32], s["wrapped"][32:], info)
+            elif isinstance(ident, ec.EllipticCurvePrivateKey) and s["type"] == "hpke-p256":
+                dek = hpke_open_base(0x0010, ident, s["wrapped"][:65], s["wrapped"][65:], info)
+        except (InvalidTag, ValueError):
+            dek = None
+        if dek is not None and len(dek) == 32:
+            break
+        dek = None
+    if dek is None:
+        raise RefNotRecipientError("no stanza opens")
+    if hashlib.sha256(b"edgeguard/v2 key commitment\x00" + h.salt + dek).digest() != h.commitment:
+        raise RefIntegrityError("key commitment")
+    okm = HKDF(hashes.SHA256(), 39, h.salt, b"edgeguard/v2 payload\x00" + h.cipher.encode()).derive(dek)
+    aead = (AESGCM if h.cipher == "aes-256-gcm" else ChaCha20Poly1305)(okm[:32])
+    parts = []
+    for i, c in enumerate(chunks):
+        nonce = okm[32:39] + struct.pack(">I", i) + (b"\x01" if i == h.count - 1 else b"\x00")
+        try:
+            parts.append(aead.decrypt(nonce, c, header_digest + struct.pack(">Q", i)))
+        except InvalidTag:
+            raise RefIntegrityError("tag") from None
+    if computed != root:
+        raise RefIntegrityError("chunk root")
+    payload = b"".join(parts)
+    if check_inner:
+        check_inner_payload(payload, h.kind)
+    return Decoded(h, payload)  # type: ignore[arg-type]

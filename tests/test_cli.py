@@ -259,7 +259,7 @@ def test_verify_errors(w: CliFiles, sealed: Path) -> None:
     assert "tampered" in r.err  # the hint
     failed(cli("verify", sealed, "--trust", w.other_pub), EXIT_KEY, "not trusted")
     failed(cli("verify", _variant(w, sealed, "g.sealed", b"not a sealed file at all"), "--trust", w.pub_key), EXIT_FORMAT, "bad magic")
-    failed(cli("verify", _variant(w, sealed, "v.sealed", data[:8] + b"\x00\x02" + data[10:]), "--trust", w.pub_key), EXIT_FORMAT, "version 2")
+    failed(cli("verify", _variant(w, sealed, "v.sealed", data[:8] + b"\x00\x03" + data[10:]), "--trust", w.pub_key), EXIT_FORMAT, "version 3")
     failed(cli("verify", _variant(w, sealed, "s.sealed", p.preamble + p.header + p.root), "--trust", w.pub_key), EXIT_INTEGRITY)
     failed(cli("verify", w.d / "missing.sealed", "--trust", w.pub_key), EXIT_ERROR, "No such file")
     failed(cli("verify", sealed, "--trust", w.d / "missing.pub"), EXIT_KEY)

@@ -200,3 +200,22 @@ def test_cli_unseal_takes_a_token_uri(token: dict[str, Any], tmp_path: Path) -> 
     wrong_pin = uri.replace("pin-value=1234", "pin-value=0000")
     assert main(["unseal", str(sealed), "-o", str(tmp_path / "no.onnx"), "--identity", wrong_pin, "--trust", str(keys.trust_path)]) == EXIT_KEY
     assert not (tmp_path / "no.onnx").exists()
+
+
+def test_a_version_2_grant_opens_with_the_token_key(token: dict[str, Any], tmp_path: Path) -> None:
+    """A fleet device whose P-256 key never leaves its token opens a version 2 artifact through a
+    grant (the grant's wrap context reaches the token-side HPKE open)."""
+    from edgeguard.grants import issue_grant, unlock
+
+    keys = make_keys(tmp_path)
+    model = make_mlp(tmp_path / "m.onnx", widths=(16, 8, 3))
+    sealed = tmp_path / "m.sealed"
+    seal_model(model, sealed, signer=keys.signer, recipients=[load_recipient(keys.recipient_path)], format_version=2)
+    grant = issue_grant(unlock(sealed, keys.identity_path, keys.trust), [load_recipient(token["recipient"])], keys.signer)
+    uri = f"pkcs11:token=edge-device;object=edgeguard-device?module-path={token['module']}&pin-value=1234"
+    x = np.ones((2, 16), np.float32)
+    with edgeguard.InferenceSession(sealed, identity=uri, trust=keys.trust, grant=grant.to_bytes()) as by_token:
+        with edgeguard.InferenceSession(sealed, identity=keys.identity_path, trust=keys.trust) as by_file:
+            np.testing.assert_array_equal(by_token.run(None, {"x": x})[0], by_file.run(None, {"x": x})[0])
+    with pytest.raises(NotARecipientError):  # the embedded grant addresses the file key only
+        edgeguard.InferenceSession(sealed, identity=uri, trust=keys.trust)

@@ -20,6 +20,8 @@ from .errors import (
     NotYetValidError,
     ProfileError,
     QueryBlockedError,
+    RevocationRollbackError,
+    RevokedError,
     RollbackError,
     UnsupportedVersionError,
     UntrustedSignerError,
@@ -49,6 +51,8 @@ _LAZY = {
     "TrustStore": ".keys",
     "VersionStore": ".freshness",
     "load_identity": ".recipients",
+    "RevocationList": ".revocation",
+    "RevocationStore": ".revocation",
 }
 
 if TYPE_CHECKING:  # what type checkers see for the lazy names; at run time they import on first use
@@ -64,6 +68,8 @@ if TYPE_CHECKING:  # what type checkers see for the lazy names; at run time they
     from .recipients import load_identity as load_identity
     from .recipients.pkcs11 import Pkcs11Identity as Pkcs11Identity
     from .recipients.scrypt import PassphraseIdentity as PassphraseIdentity
+    from .revocation import RevocationList as RevocationList
+    from .revocation import RevocationStore as RevocationStore
     from .runtime import InferenceSession as InferenceSession
     from .runtime import open_sealed as open_sealed
     from .secure_memory import harden_process as harden_process
@@ -93,6 +99,8 @@ __all__ = [
     "LoadRefusedError",
     "ProfileError",
     "QueryBlockedError",
+    "RevocationRollbackError",
+    "RevokedError",
     "RollbackError",
     "UnsupportedVersionError",
     "UntrustedSignerError",

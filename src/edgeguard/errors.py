@@ -75,6 +75,14 @@ class CoverageError(LoadRefusedError):
         self.coverage = coverage
 
 
+class RevokedError(LoadRefusedError):
+    """A revocation list the device trusts revokes the grant or the device key that would open the file."""
+
+
+class RevocationRollbackError(RollbackError):
+    """A revocation list's serial is lower than one already seen from the same signer."""
+
+
 class DetectorError(EdgeguardError):
     """The extraction-query detector refused its input (bad argument, mismatched profile or state)."""
 

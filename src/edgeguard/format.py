@@ -21,6 +21,8 @@ from .errors import FormatError, IntegrityError, UnsupportedVersionError
 
 MAGIC = b"EDGESEAL"
 VERSION = 1
+VERSION_2 = 2  # artifacts without recipients, opened through grants: edgeguard.format_v2
+VERSIONS = (VERSION, VERSION_2)
 PREAMBLE = struct.Struct(">8sHHI")
 PREAMBLE_LEN = PREAMBLE.size
 ROOT_LEN = 32
@@ -68,24 +70,22 @@ def _reject_float(text: str) -> Any:
     raise FormatError("floating-point numbers are not allowed")
 
 
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)  # unrolled: no alternation per character
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
 def json_depth(data: bytes) -> int:
-    """How deeply arrays and objects nest in JSON text (brackets inside strings do not count)."""
+    """How deeply arrays and objects nest in JSON text (brackets inside strings do not count).
+
+    Strings go first (a regular expression, linear), then everything but brackets: a grant of
+    100,000 stanzas is 21 MiB of JSON, too much for a loop over every byte.
+    """
     depth = deepest = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
+    for byte in _JSON_STRING.sub(b"", bytes(data)).translate(None, _NOT_BRACKET):
+        if byte in (0x5B, 0x7B):  # [ {
             depth += 1
             deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
+        else:
             depth -= 1
     return deepest
 
@@ -403,7 +403,7 @@ def parse_preamble(data: bytes) -> int:
 
     Raises:
         FormatError: too short, wrong magic, nonzero flags, or header length out of range.
-        UnsupportedVersionError: a version other than 1.
+        UnsupportedVersionError: a version other than 1 or 2.
     """
     if len(data) < PREAMBLE_LEN:
         raise FormatError("file is too short to be a sealed model")
@@ -411,8 +411,8 @@ def parse_preamble(data: bytes) -> int:
     magic, version, flags, header_len = PREAMBLE.unpack_from(data)
     if magic != MAGIC:
         raise FormatError("not an edgeguard sealed file (bad magic)")
-    if version != VERSION:
-        raise UnsupportedVersionError(f"sealed format version {version} is not supported (this build reads {VERSION})")
+    if version not in VERSIONS:
+        raise UnsupportedVersionError(f"sealed format version {version} is not supported (this build reads 1 and 2)")
     if flags != 0:
         raise FormatError("reserved flags must be zero")
     if not 1 <= header_len <= MAX_HEADER_SIZE:
@@ -422,17 +422,25 @@ def parse_preamble(data: bytes) -> int:
 
 @dataclass(frozen=True)
 class Container:
-    """A parsed sealed file: header plus where everything lies. Nothing here is authenticated yet."""
+    """A parsed sealed file: header plus where everything lies. Nothing here is authenticated yet.
 
-    header: Header
+    A version 2 artifact has a :class:`~edgeguard.format_v2.PayloadHeader` (no recipients) and
+    may embed a grant after its chunks (`embedded_grant`, the grant file's bytes, unparsed).
+    """
+
+    header: Any  # Header (version 1) or format_v2.PayloadHeader (version 2)
     preamble_and_header: bytes
     chunk_root: bytes
     signature: bytes
     payload_offset: int
+    version: int = VERSION
+    embedded_grant: bytes | None = None
 
     @property
     def total_len(self) -> int:
-        return self.payload_offset + self.header.sealed_payload_len
+        trailer = 0 if self.version == VERSION else 4 + len(self.embedded_grant or b"")
+        sealed: int = self.header.sealed_payload_len
+        return self.payload_offset + sealed + trailer
 
 
 def read_container(f: Any) -> Container:
@@ -449,6 +457,10 @@ def read_container(f: Any) -> Container:
     body = f.read(header_len)
     if len(body) != header_len:
         raise FormatError("file ends inside the header")
+    if PREAMBLE.unpack_from(preamble)[1] == VERSION_2:
+        from .format_v2 import read_artifact
+
+        return read_artifact(f, preamble, body)
     header = parse_header(body)
     block = f.read(SIGNATURE_BLOCK_LEN)
     if len(block) != SIGNATURE_BLOCK_LEN:

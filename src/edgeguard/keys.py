@@ -165,7 +165,13 @@ class VerifyingKey:
 
     def verify(self, header_digest: bytes, chunk_root: bytes, signature: bytes) -> bool:
         """True iff `signature` is this key's valid (and, for ECDSA, low-s) signature."""
-        message = _signature_message(header_digest, chunk_root)
+        return self.verify_message(_signature_message(header_digest, chunk_root), signature)
+
+    def verify_message(self, message: bytes, signature: bytes) -> bool:
+        """True iff `signature` is this key's valid (and, for ECDSA, low-s) signature over the whole,
+        already domain-separated `message` (version 2 artifacts, grants, revocation lists)."""
+        if len(signature) != 64:
+            return False
         try:
             if isinstance(self._public_key, ed25519.Ed25519PublicKey):
                 self._public_key.verify(signature, message)
@@ -217,7 +223,10 @@ class SigningKey(NoPickle):
 
     def sign(self, header_digest: bytes, chunk_root: bytes) -> bytes:
         """64-byte signature: Ed25519, or ECDSA P-256 as low-s r || s."""
-        message = _signature_message(header_digest, chunk_root)
+        return self.sign_message(_signature_message(header_digest, chunk_root))
+
+    def sign_message(self, message: bytes) -> bytes:
+        """64-byte signature over the whole, already domain-separated `message`."""
         if isinstance(self._private_key, ed25519.Ed25519PrivateKey):
             return self._private_key.sign(message)
         r, s = decode_dss_signature(self._private_key.sign(message, ec.ECDSA(hashes.SHA256())))

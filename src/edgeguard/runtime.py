@@ -72,16 +72,24 @@ def _open_verified(
     clock: Clock,
     version_store: VersionStore | str | os.PathLike[str] | None,
     threads: int,
+    grant: Any = None,
+    revocation: Any = None,
+    revocation_store: Any = None,
 ) -> Opened:
+    from .grants import device_admission
+
     identities = resolve_identities(identity, passphrase)
     store = VersionStore(version_store) if isinstance(version_store, (str, os.PathLike)) else version_store
+    trusted = resolve_trust(trust)
+    admit_grant, admit_v1 = device_admission(identities, trusted, revocation, revocation_store, clock)
 
     def admit(header: Header) -> None:  # signed metadata only, before any key is unwrapped
         check_validity(header.model, clock())
         if store is not None:
             store.check(header.model.name, header.model.version)
+        admit_v1(header)
 
-    opened = decrypt_file(path, identities, resolve_trust(trust), allocate=SecureBuffer, threads=threads, admit=admit)
+    opened = decrypt_file(path, identities, trusted, allocate=SecureBuffer, threads=threads, admit=admit, grant=grant, admit_grant=admit_grant)
     if not opened.buffer.locked:
         report = memory_report(opened.buffer)
         limit = "unlimited" if report.memlock_limit is None else f"{report.memlock_limit} bytes"
@@ -188,13 +196,21 @@ class InferenceSession:
     `clock` is injectable for tests; `version_store` (a path or VersionStore) turns on
     anti-rollback.
 
+    Version 2 artifacts (fleets, docs/device-guide.md): `grant` is the device's grant (a path, bytes,
+    or a folder of ``<key_id>.grant`` files of which only the device's own is read; default: the
+    grant embedded in the file); `revocation` a signed revocation list (path or bytes) and
+    `revocation_store` (a path or RevocationStore) the record of its serials that refuses an older
+    list. A revoked grant or device key raises RevokedError.
+
     Raises:
         FormatError, UnsupportedVersionError: malformed file, or not an ONNX payload.
         UntrustedSignerError: the signer is not in `trust`.
         NotARecipientError: `identity` cannot open the file.
         IntegrityError: the file is not exactly what the publisher signed.
         NotYetValidError, ExpiredError: outside the signed validity window.
-        RollbackError: an older version than one already loaded (with `version_store`).
+        RollbackError: an older version than one already loaded (with `version_store`), or an older
+            revocation list than one already seen (RevocationRollbackError).
+        RevokedError: the revocation list revokes the grant or the device key.
         CoverageError: strict mode, and less than `min_coverage` of the weights would be read from
             the secure buffer (a file sealed by an older edgeguard: re-seal it).
         KeyFileError: an identity or trust key cannot be loaded (TokenError: a PKCS#11 token).
@@ -219,6 +235,9 @@ class InferenceSession:
         version_store: VersionStore | str | os.PathLike[str] | None = None,
         clock: Clock = time.time,
         threads: int = 0,
+        grant: Any = None,
+        revocation: Any = None,
+        revocation_store: Any = None,
         **kwargs: Any,
     ) -> None:
         if hygiene not in HYGIENE_MODES:
@@ -231,7 +250,7 @@ class InferenceSession:
         self._ort: _OrtSession | None = None
         self._buffer: SecureBuffer | None = None
         self.hygiene = hygiene
-        opened = _open_verified(path, identity, trust, passphrase, clock, version_store, threads)
+        opened = _open_verified(path, identity, trust, passphrase, clock, version_store, threads, grant, revocation, revocation_store)
         buffer = opened.buffer
         try:
             if opened.container.header.payload_kind != "onnx":
@@ -427,14 +446,18 @@ def open_sealed(
     version_store: VersionStore | str | os.PathLike[str] | None = None,
     clock: Clock = time.time,
     threads: int = 0,
+    grant: Any = None,
+    revocation: Any = None,
+    revocation_store: Any = None,
 ) -> SealedTensors:
     """Verifies and decrypts a sealed safetensors or raw payload (or an ONNX model's weights) into
-    secure memory; use as a context manager.
+    secure memory; use as a context manager. `grant`, `revocation` and `revocation_store` are as
+    for :class:`InferenceSession`.
 
     Raises:
         the same errors as :class:`InferenceSession` (except onnxruntime's).
     """
-    opened = _open_verified(path, identity, trust, passphrase, clock, version_store, threads)
+    opened = _open_verified(path, identity, trust, passphrase, clock, version_store, threads, grant, revocation, revocation_store)
     try:
         return SealedTensors(opened)
     except BaseException:

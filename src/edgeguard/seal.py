@@ -39,21 +39,25 @@ DEFAULT_CIPHER = "aes-256-gcm"
 ProgressFn = Callable[[int, int], None]
 
 
-def derive_payload_key(dek: bytes, salt: bytes, cipher: str) -> tuple[bytes, bytes]:
-    """(payload_key, nonce_prefix) per docs/FORMAT.md "Keys"."""
-    okm = HKDF(algorithm=hashes.SHA256(), length=39, salt=salt, info=b"edgeguard/v1 payload\x00" + cipher.encode()).derive(dek)
+def derive_payload_key(dek: bytes, salt: bytes, cipher: str, version: int = 1) -> tuple[bytes, bytes]:
+    """(payload_key, nonce_prefix) per docs/FORMAT.md "Keys" (and its version 2 label)."""
+    label = b"edgeguard/v2 payload\x00" if version == 2 else b"edgeguard/v1 payload\x00"
+    okm = HKDF(algorithm=hashes.SHA256(), length=39, salt=salt, info=label + cipher.encode()).derive(dek)
     return okm[:32], okm[32:]
 
 
 @dataclass(frozen=True)
 class SealResult:
     """``coverage``: for an ONNX payload, how much of its weights a strict device reads from the
-    secure buffer (:func:`edgeguard.coverage.payload_coverage`); None for other kinds."""
+    secure buffer (:func:`edgeguard.coverage.payload_coverage`); None for other kinds. Version 2
+    adds the artifact id (hex) and the embedded grant."""
 
-    header: Header
+    header: Any  # Header, or format_v2.PayloadHeader for format_version=2
     path: Path
     size: int
     coverage: Coverage | None = None
+    artifact_id: str | None = None  # version 2: the artifact id (hex)
+    grant: Any = None  # version 2: the embedded grant (format_v2.GrantFile)
 
 
 def _check_recipients(recipients: Sequence[Recipient]) -> None:
@@ -89,11 +93,17 @@ def seal_payload(
     threads: int = 0,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    format_version: int = 1,
 ) -> SealResult:
     """Seals an already laid-out payload (see :mod:`edgeguard.payload`) into `out_path`, atomically.
 
+    ``format_version=2`` writes a version 2 artifact (docs/FORMAT.md): no recipients in the header,
+    a key commitment, and an embedded grant, signed by `signer`, for `recipients` (device keys; keep
+    an issuer key among them to grant more devices later, see :mod:`edgeguard.grants`).
+
     Raises:
-        ValueError: no recipients, or `threads` out of range.
+        ValueError: no recipients, `threads` or `format_version` out of range, or a passphrase
+            recipient for version 2.
         FormatError: a header limit is exceeded (chunk size, labels, too many recipients, ...).
         FileExistsError: `out_path` exists and `overwrite` is False.
         OSError: the output cannot be written.
@@ -101,27 +111,48 @@ def seal_payload(
     _check_recipients(recipients)
     validate_chunk_size(chunk_size)
     check_threads(threads)
+    if format_version not in (1, 2):
+        raise ValueError("format_version must be 1 or 2")
+    if format_version == 2:
+        from .grants import sorted_recipients
+
+        recipients = sorted_recipients(recipients)  # device keys only, none twice: before any work
     # Released on every path: a view left in a traceback frame would pin the caller's buffer
     # (seal_model wipes it in a finally, which raised BufferError and hid the real error).
     with memoryview(payload) as raw, raw.cast("B") as view:
         dek, salt = os.urandom(DEK_LEN), os.urandom(SALT_LEN)
-        stanzas = tuple(r.wrap(dek, salt) for r in recipients)
-        header = Header(
-            cipher=cipher,
-            chunk_size=chunk_size,
-            payload_length=len(view),
-            salt=salt,
-            signer_alg=signer.alg,
-            signer_key_id=signer.key_id,
-            recipients=stanzas,
-            model=model,
-            payload_kind=kind,
-        )
+        header: Any
+        if format_version == 2:
+            from .format_v2 import PayloadHeader
+            from .grants import artifact_signature_message, key_commitment
+
+            header = PayloadHeader(
+                cipher=cipher, chunk_size=chunk_size, payload_length=len(view), salt=salt, signer_alg=signer.alg,
+                signer_key_id=signer.key_id, model=model, payload_kind=kind, key_commitment=key_commitment(salt, dek),
+            )  # fmt: skip
+            def sign(digest: bytes, root: bytes) -> bytes:
+                return signer.sign_message(artifact_signature_message(digest, root))
+
+        else:
+            stanzas = tuple(r.wrap(dek, salt) for r in recipients)
+            header = Header(
+                cipher=cipher,
+                chunk_size=chunk_size,
+                payload_length=len(view),
+                salt=salt,
+                signer_alg=signer.alg,
+                signer_key_id=signer.key_id,
+                recipients=stanzas,
+                model=model,
+                payload_kind=kind,
+            )
+            sign = signer.sign  # type: ignore[assignment]  # the same signature: (header digest, chunk root) -> bytes
         head = header.encode()
         header_digest = hashlib.sha256(head).digest()
-        key, nonce_prefix = derive_payload_key(dek, salt, cipher)
+        key, nonce_prefix = derive_payload_key(dek, salt, cipher, format_version)
         payload_offset = len(head) + 96
         total = payload_offset + header.sealed_payload_len
+        signature_block = bytearray()
 
         def fill(out: Any) -> None:
             out[: len(head)] = head
@@ -130,7 +161,8 @@ def seal_payload(
                 root = _core.seal_chunks(cipher, key, nonce_prefix, header_digest, chunk_size, view, chunks, threads, progress)
             finally:
                 chunks.release()
-            out[len(head) : payload_offset] = root + signer.sign(header_digest, root)
+            signature_block[:] = root + sign(header_digest, root)
+            out[len(head) : payload_offset] = signature_block
 
         with atomic_output(out_path, overwrite=overwrite) as (fd, _tmp):
             if _preallocate(fd, total):
@@ -141,11 +173,25 @@ def seal_payload(
                 buffer = bytearray(total)
                 fill(buffer)
                 write_fd(fd, buffer)
+            if format_version == 2:
+                # The embedded grant follows the chunks; it names the artifact id, which hashes
+                # the signature, so it is made last (and written with write(): ENOSPC, no SIGBUS).
+                from .format import Container
+                from .grants import Unlocked, artifact_id, issue_grant
+
+                container = Container(header, head, bytes(signature_block[:32]), bytes(signature_block[32:]), payload_offset, version=2)
+                artifact = artifact_id(container)
+                grant = issue_grant(Unlocked(container, artifact, dek), recipients, signer, now=lambda: model.created)
+                trailer = grant.to_bytes()
+                os.lseek(fd, total, os.SEEK_SET)
+                write_fd(fd, len(trailer).to_bytes(4, "big") + trailer)
         try:
             coverage = payload_coverage(view, kind)
         except FormatError:  # a hand-built payload the device will refuse anyway
             coverage = None
-        return SealResult(header=header, path=Path(out_path), size=total, coverage=coverage)
+        if format_version == 1:
+            return SealResult(header=header, path=Path(out_path), size=total, coverage=coverage)
+        return SealResult(header=header, path=Path(out_path), size=total + 4 + len(trailer), coverage=coverage, artifact_id=artifact.hex(), grant=grant)
 
 
 def _preallocate(fd: int, size: int) -> bool:
@@ -200,8 +246,10 @@ def seal_model(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     now: Callable[[], float] = time.time,
+    format_version: int = 1,
 ) -> SealResult:
     """Seals a model file (ONNX, safetensors or any raw file) for the given recipients.
+    `format_version` is as for :func:`seal_payload`.
 
     Raises:
         ValueError: no recipients, or an unknown `kind`.
@@ -225,6 +273,7 @@ def seal_model(
         return seal_payload(
             payload, out_path, kind=kind, signer=signer, recipients=recipients, model=model,
             cipher=cipher, chunk_size=chunk_size, threads=threads, overwrite=overwrite, progress=progress,
+            format_version=format_version,
         )  # fmt: skip
     finally:
         payload[:] = b""  # drop our plaintext copy promptly

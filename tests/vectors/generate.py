@@ -182,7 +182,7 @@ def generate(out: Path) -> list[dict[str, Any]]:
         add(name, outcome, description, identity=dev, open_error=open_error, verify_error=verify_error, content=content)
 
     bad("header-bad-magic.sealed", "header", "magic EDGESEAL -> FDGESEAL", _flip(base, 0), "FormatError", "FormatError")
-    bad("header-version-2.sealed", "header", "version 2", base[:8] + b"\x00\x02" + base[10:], "UnsupportedVersionError", "UnsupportedVersionError")
+    bad("header-version-3.sealed", "header", "version 3", base[:8] + b"\x00\x03" + base[10:], "UnsupportedVersionError", "UnsupportedVersionError")
     bad("header-flags-1.sealed", "header", "reserved flags = 1", base[:10] + b"\x00\x01" + base[12:], "FormatError", "FormatError")
     bad("header-len-over-limit.sealed", "header", "header_len = MAX_HEADER_SIZE + 1",
         base[:12] + struct.pack(">I", (1 << 20) + 1) + base[16:], "FormatError", "FormatError")  # fmt: skip
@@ -229,6 +229,161 @@ def generate(out: Path) -> list[dict[str, Any]]:
         "identities": "device-*: keys/<name>.pem; passphrase:<text>: a PassphraseIdentity",
         "trust": "publisher keys (keys/<name>.pub.pem) in the trust store",
         "vectors": entries,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    generate_v2(out / "v2", k)
+    return entries
+
+
+# --- format version 2: artifacts, grants, revocation lists (written into v2/) ----------------------
+
+NOW = 1_800_000_000  # the "now" of the v2 vectors' validity checks
+
+
+def generate_v2(out: Path, k: dict[str, Any]) -> list[dict[str, Any]]:
+    """The version 2 vectors and v2/manifest.json; returns the manifest's entries."""
+    from edgeguard.format import Container
+    from edgeguard.grants import Unlocked, issue_grant, unlock
+    from edgeguard.keys import TrustStore
+    from edgeguard.recipients import load_identity
+    from edgeguard.revocation import make_revocation
+
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.iterdir():
+        old.unlink()
+    signer_ed, signer_p256, untrusted = (SigningKey(k[n]) for n in ("publisher-ed25519", "publisher-p256", "publisher-untrusted"))
+    trust = TrustStore([signer_ed.verifying_key, signer_p256.verifying_key])
+    rcpt = lambda name: load_recipient(_pem(k[name])[1])  # noqa: E731
+    issuer = load_identity(_pem(k["device-other"])[0])  # device-other is the issuer: it opens the embedded grants
+    entries: list[dict[str, Any]] = []
+    both = ("publisher-ed25519", "publisher-p256")
+
+    def add(file: str, outcome: str, description: str, *, identity: str = "device-x25519", grant: str | None = None,
+            revocation: str | None = None, verify_error: str | None = None, open_error: str | None = None,
+            trust_names: tuple[str, ...] = both, payload: bytes | None = None) -> None:  # fmt: skip
+        entry: dict[str, Any] = {"file": file, "grant": grant, "revocation": revocation, "outcome": outcome, "description": description,
+                                 "identity": identity, "trust": list(trust_names), "verify_error": verify_error, "open_error": open_error}  # fmt: skip
+        if payload is not None:
+            entry["payload_sha256"] = hashlib.sha256(payload).hexdigest()
+        entries.append(entry)
+
+    def seal(name: str, payload: Any, signer: SigningKey, recipients: list[Any], cipher: str) -> bytes:
+        seal_payload(payload, out / name, kind="raw", signer=signer, recipients=recipients, model=MODEL, cipher=cipher,
+                     chunk_size=CHUNK, format_version=2)  # fmt: skip
+        return (out / name).read_bytes()
+
+    def write(name: str, data: bytes) -> None:
+        (out / name).write_bytes(data)
+
+    def signed(magic: bytes, label: bytes, body: bytes, signer: SigningKey) -> bytes:
+        head = magic + struct.pack(">HHI", 2, 0, len(body)) + body
+        return head + signer.sign_message(label + hashlib.sha256(head).digest())
+
+    def grant_body(grant: bytes) -> dict[str, Any]:
+        return json.loads(grant[16 : 16 + struct.unpack(">I", grant[12:16])[0]])
+
+    canon = lambda obj: json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()  # noqa: E731
+    grant_label = b"edgeguard/v2 grant signature\x00"
+
+    # --- an artifact that embeds its grant ----------------------------------------------------
+    p = build_payload("raw", [("data", RAW_DATA)])
+    a = seal("v2-embedded.sealed", p, signer_ed, [rcpt("device-x25519"), rcpt("device-p256"), rcpt("device-other")], "aes-256-gcm")
+    for ident in ("device-x25519", "device-p256"):
+        add("v2-embedded.sealed", "success", f"2 chunks, AES-256-GCM, Ed25519, embedded grant, opened by {ident}", identity=ident, payload=bytes(p))
+    add("v2-embedded.sealed", "untrusted_signer", "checked against a trust store without the publisher", trust_names=("publisher-p256",),
+        verify_error="UntrustedSignerError", open_error="UntrustedSignerError")  # fmt: skip
+
+    # --- an artifact opened through separate grants -------------------------------------------
+    p2 = build_payload("raw", [("data", b"granted separately")])
+    seal("v2-separate.sealed", p2, signer_p256, [rcpt("device-other")], "chacha20-poly1305")
+    add("v2-separate.sealed", "wrong_key", "its embedded grant addresses only the issuer", open_error="NotARecipientError")
+    unlocked = unlock(out / "v2-separate.sealed", issuer, trust)
+    fleet = issue_grant(unlocked, [rcpt("device-x25519"), rcpt("device-p256")], signer_ed, now=lambda: NOW - 100)
+    write("grant-fleet.grant", fleet.to_bytes())
+    for ident in ("device-x25519", "device-p256"):
+        add("v2-separate.sealed", "success", f"ChaCha20-Poly1305, ECDSA artifact, Ed25519 grant for two devices, opened by {ident}",
+            identity=ident, grant="grant-fleet.grant", payload=bytes(p2))  # fmt: skip
+    add("v2-separate.sealed", "wrong_key", "a device the grant does not address", identity="device-other", grant="grant-fleet.grant",
+        open_error="NotARecipientError")  # fmt: skip
+    expiring = issue_grant(unlocked, [rcpt("device-x25519")], signer_p256, not_before=NOW - 1000, not_after=NOW - 1, now=lambda: NOW - 2000)
+    write("grant-expired.grant", expiring.to_bytes())
+    add("v2-separate.sealed", "expired", f"a grant whose not_after is before now ({NOW})", grant="grant-expired.grant", open_error="ExpiredError")
+    write("grant-other-artifact.grant", fleet.to_bytes())
+    add("v2-embedded.sealed", "wrong_key", "a valid grant for another artifact", grant="grant-other-artifact.grant", open_error="NotARecipientError")
+    container: Container = unlocked.container
+    wrong = issue_grant(Unlocked(container, unlocked.artifact_id, hashlib.sha256(b"another key").digest()), [rcpt("device-x25519")], signer_ed, now=lambda: NOW)
+    write("grant-wrong-commitment.grant", wrong.to_bytes())
+    add("v2-separate.sealed", "payload", "a validly signed grant that wraps a key other than the committed one", grant="grant-wrong-commitment.grant",
+        open_error="IntegrityError")  # fmt: skip
+    flipped = bytearray(fleet.to_bytes())
+    flipped[-10] ^= 1
+    write("grant-signature-bit-flip.grant", bytes(flipped))
+    add("v2-separate.sealed", "signature", "one bit of the grant signature flipped", grant="grant-signature-bit-flip.grant", open_error="IntegrityError")
+    body = grant_body(fleet.to_bytes())
+    write("grant-untrusted.grant", signed(b"EDGEGRNT", grant_label, canon({**body, "signer": {"alg": "ed25519", "key_id": untrusted.key_id}}), untrusted))
+    add("v2-separate.sealed", "untrusted_signer", "a grant signed by a key outside the trust store", grant="grant-untrusted.grant",
+        open_error="UntrustedSignerError")  # fmt: skip
+    write("grant-unsorted.grant", signed(b"EDGEGRNT", grant_label, canon({**body, "recipients": body["recipients"][::-1]}), signer_ed))
+    add("v2-separate.sealed", "header", "stanzas out of key id order (re-signed)", grant="grant-unsorted.grant", open_error="FormatError")
+    write("grant-version-3.grant", fleet.to_bytes()[:8] + b"\x00\x03" + fleet.to_bytes()[10:])
+    add("v2-separate.sealed", "header", "grant version 3", grant="grant-version-3.grant", open_error="UnsupportedVersionError")
+
+    # --- edits of the embedded-grant artifact -----------------------------------------------------
+    hl = _header_len(a)
+    count = max(1, -(-len(p) // CHUNK))
+    end = 112 + hl + len(p) + 16 * count
+    gl = struct.unpack(">I", a[end : end + 4])[0]
+
+    def bad(name: str, outcome: str, description: str, data: bytes, error: str, verify_ok: bool = False) -> None:
+        write(name, data)
+        add(name, outcome, description, open_error=error, verify_error=None if verify_ok else error)
+
+    header = json.loads(a[16 : 16 + hl])
+    with_recipients = canon({**header, "recipients": []})
+    bad("v2-header-with-recipients.sealed", "header", "a payload header with a recipients key",
+        a[:12] + struct.pack(">I", len(with_recipients)) + with_recipients + a[16 + hl :], "FormatError")  # fmt: skip
+    bad("v2-signature-bit-flip.sealed", "signature", "one bit of the artifact signature flipped", _flip(a, 16 + hl + 40), "IntegrityError")
+    digest = hashlib.sha256(a[: 16 + hl]).digest()
+    v1_signed = a[: 16 + hl + 32] + signer_ed.sign(digest, a[16 + hl : 48 + hl]) + a[112 + hl :]
+    bad("v2-signed-with-the-v1-label.sealed", "signature", "signed over the version 1 signature message instead of the version 2 one",
+        v1_signed, "IntegrityError")  # fmt: skip
+    bad("v2-grant-len-80.sealed", "header", "grant_len 80 (too short to frame any grant)", a[:end] + struct.pack(">I", 80) + a[end + 4 :], "FormatError")
+    bad("v2-grant-len-plus-one.sealed", "signature", "grant_len one more than the grant (the file ends inside it)",
+        a[:end] + struct.pack(">I", gl + 1) + a[end + 4 :], "IntegrityError")  # fmt: skip
+    bad("v2-trailing-byte.sealed", "signature", "one byte after the embedded grant", a + b"\x00", "IntegrityError")
+    bad("v2-chunk-bit-flip.sealed", "payload", "one ciphertext bit flipped", _flip(a, 112 + hl + 3), "IntegrityError")
+    bad("v2-embedded-grant-bit-flip.sealed", "signature", "one bit of the embedded grant's signature flipped", _flip(a, len(a) - 7), "IntegrityError")
+    bad("v2-grant-stripped.sealed", "wrong_key", "the embedded grant removed (grant_len 0): verifies, opens for nobody",
+        a[:end] + bytes(4), "NotARecipientError", verify_ok=True)  # fmt: skip
+
+    # --- revocation lists ---------------------------------------------------------------------------
+    device_p256_id = rcpt("device-p256").key_id
+    r3 = make_revocation(signer_ed, 3, grants=[expiring.body.grant_id], keys=[device_p256_id], now=lambda: NOW)
+    write("revocation-serial-3.revoked", r3)
+    add("v2-separate.sealed", "revoked", "device-p256's key is in the revocation list", identity="device-p256", grant="grant-fleet.grant",
+        revocation="revocation-serial-3.revoked", open_error="RevokedError")  # fmt: skip
+    add("v2-separate.sealed", "success", "device-x25519 is not revoked by the same list", grant="grant-fleet.grant",
+        revocation="revocation-serial-3.revoked", payload=bytes(p2))  # fmt: skip
+    revocations: list[dict[str, Any]] = [{"file": "revocation-serial-3.revoked", "error": None, "serial": 3, "keys": [device_p256_id],
+                                          "description": "serial 3: one grant and one device key"}]  # fmt: skip
+    rflip = bytearray(r3)
+    rflip[-1] ^= 0x80
+    write("revocation-signature-bit-flip.revoked", bytes(rflip))
+    revocations.append({"file": "revocation-signature-bit-flip.revoked", "error": "IntegrityError", "description": "one signature bit flipped"})
+    rbody = json.loads(r3[16:-64])
+    write("revocation-unsorted.revoked", signed(b"EDGEREVK", b"edgeguard/v2 revocation signature\x00",
+                                                canon({**rbody, "keys": ["ffffffffffffffff", *rbody["keys"]]}), signer_ed))  # fmt: skip
+    revocations.append({"file": "revocation-unsorted.revoked", "error": "FormatError", "description": "key ids out of order (re-signed)"})
+    write("revocation-untrusted.revoked", make_revocation(untrusted, 9, now=lambda: NOW))
+    revocations.append({"file": "revocation-untrusted.revoked", "error": "UntrustedSignerError", "description": "signed by an untrusted key"})
+
+    manifest = {
+        "format": "edgeguard sealed format v2: artifacts, grants, revocation lists",
+        "generator": "tests/vectors/generate.py",
+        "keys": "../keys/ (the version 1 vectors' keys)",
+        "now": NOW,
+        "vectors": entries,
+        "revocation_lists": revocations,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return entries

@@ -79,6 +79,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .bench import add_bench_parser
+    from .grants import add_fleet_parsers, add_seal_v2_arguments, add_unseal_v2_arguments
     from .profile import add_profile_parser, add_seal_arguments
 
     parser = _ArgumentParser(
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists (never when OUTPUT is one of the inputs)")
     p.add_argument("--json", action="store_true", help=json_help)
     add_seal_arguments(p)
+    add_seal_v2_arguments(p)
 
     p = add("verify", "check the publisher signature, every chunk and the validity window (no decryption key needed)", cmd_verify)
     p.add_argument("sealed", help="sealed file to verify")
@@ -161,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=parse_threads, default=0, help=threads_help)
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists (never when OUTPUT is one of the inputs)")
     p.add_argument("--json", action="store_true", help=json_help)
+    add_unseal_v2_arguments(p)
+    add_fleet_parsers(add)
 
     p = add("demo", "the whole flow: keygen, seal, verify, load on a device, and the extraction detector", cmd_demo)
     p.add_argument("--json", action="store_true", help="a JSON summary of each step on stdout instead of the narration")

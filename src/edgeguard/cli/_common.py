@@ -203,6 +203,10 @@ def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def describe(container: Container) -> dict[str, Any]:
+    if container.version == 2:
+        from .grants import describe_v2
+
+        return describe_v2(container)
     return describe_header(container.header, container.total_len)
 
 
@@ -244,9 +248,16 @@ def describe_text(info: dict[str, Any]) -> str:
         f"cipher      {info['cipher']}, {info['chunk_count']} chunk(s) of {info['chunk_size']:,} bytes",
         f"signer      {info['signer']['alg']} key {info['signer']['key_id']}",
     ]
-    for r in info["recipients"]:
+    v2 = info["format_version"] == 2
+    if v2:
+        from .grants import SHOWN_RECIPIENTS, describe_v2_lines
+
+        lines += describe_v2_lines(info)
+    for r in info["recipients"][: SHOWN_RECIPIENTS if v2 else None]:
         params = " ".join(f"{k} {v}" for k, v in r.items() if k not in ("type", "key_id"))
         lines.append(f"recipient   {r['type']} " + (f"key {r['key_id']}" if "key_id" in r else f"({r['type']} {params})"))
+    if v2 and len(info["recipients"]) > SHOWN_RECIPIENTS:
+        lines.append(f"recipient   ... and {len(info['recipients']) - SHOWN_RECIPIENTS:,} more (--json lists them all)")
     for k, v in m["labels"].items():
         lines.append(f"label       {k}={v}")
     return "\n".join(lines)

@@ -63,11 +63,14 @@ def _recipients(args: argparse.Namespace) -> list[Any]:
 
     if args.passphrase and args.recipient:
         raise CliError("--passphrase cannot be combined with --recipient", hint="a passphrase-sealed file must have no other recipient (as in age)", code=EXIT_USAGE)
+    v2 = getattr(args, "format_version", 1) == 2
+    if args.passphrase and v2:
+        raise CliError("--passphrase cannot be combined with --format-version 2", hint="version 2 grants address device keys only", code=EXIT_USAGE)
     if args.passphrase:
         return [PassphraseRecipient(read_passphrase(confirm=True))]
     if not args.recipient:
         raise CliError("no recipient given", hint="add --recipient DEVICE.pub (repeatable) or --passphrase", code=EXIT_USAGE)
-    if len(args.recipient) > MAX_RECIPIENTS:
+    if len(args.recipient) > MAX_RECIPIENTS and not v2:
         raise CliError(f"at most {MAX_RECIPIENTS} --recipient keys fit in a sealed file, got {len(args.recipient)}", code=EXIT_USAGE)
     recipients = [load_keys(load_recipient, p, "--recipient", "public", "a device's") for p in args.recipient]
     first: dict[str, str] = {}
@@ -98,6 +101,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
     from .. import kinds
     from ..keys import SigningKey
     from ..seal import seal_model
+    from ..unseal import inspect_file
     from .profile import profile_section
 
     model = Path(args.model)
@@ -122,7 +126,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
                 source, args.output, signer=signer, recipients=recipients, name=args.name or model.stem,
                 version=args.model_version, not_before=args.not_before, not_after=args.not_after, labels=dict(args.label),
                 kind=kind, detector_profile=section, cipher=cipher, chunk_size=args.chunk_size, threads=args.threads,
-                overwrite=args.force, progress=progress.callback(),
+                overwrite=args.force, progress=progress.callback(), format_version=args.format_version,
             )  # fmt: skip
         except ModuleNotFoundError as exc:
             if exc.name != "onnx":
@@ -136,7 +140,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
             # about the optimized copy, whose temporary path means nothing to the user
             raise CliError(str(exc).replace(str(source), f"the optimized {model}"),
                            code=EXIT_FORMAT if isinstance(exc, FormatError) else EXIT_ERROR) from None
-    info = describe_header(result.header, result.size)
+    info = describe(inspect_file(result.path)) if args.format_version == 2 else describe_header(result.header, result.size)
     coverage = result.coverage
     text = f"sealed {model} -> {result.path} ({result.size:,} bytes)\n" + describe_text(info)
     if coverage is not None:
@@ -235,17 +239,19 @@ def cmd_unseal(args: argparse.Namespace) -> int:
 
     if bool(args.identity) == bool(args.passphrase):
         raise CliError("give exactly one of --identity KEY or --passphrase", code=EXIT_USAGE)
-    check_outputs([args.output], [args.sealed, *args.identity, *args.trust], force=args.force)
+    check_outputs([args.output], [args.sealed, *args.identity, *args.trust, args.grant, args.revocation], force=args.force)
     trust = load_keys(TrustStore.load, args.trust, "--trust", "public", "the publisher's")
     keys = [p if p.startswith(PKCS11_SCHEME) else load_keys(load_identity, p, "--identity", "private", "a device's") for p in args.identity]
     identities = resolve_identities(keys, read_passphrase(confirm=False) if args.passphrase else None)
-    opened = _unseal(args, identities, trust)
+    from .grants import unseal_admission
+
+    opened = _unseal(args, identities, trust, unseal_admission(args, trust))
     info = describe(opened.container)
     emit(args, {"output": args.output, **info}, f"unsealed {args.sealed} -> {args.output}\n" + describe_text(info))
     return EXIT_OK
 
 
-def _unseal(args: argparse.Namespace, identities: list[Any], trust: Any) -> Any:
+def _unseal(args: argparse.Namespace, identities: list[Any], trust: Any, admit_grant: Any = None) -> Any:
     """unseal_file never replaces a file. With --force it writes into a private folder beside
     OUTPUT, and its files (the model, and an ONNX model's external data above 2 GB) replace the
     old ones only once complete: a failure leaves the old output as it was."""
@@ -259,10 +265,12 @@ def _unseal(args: argparse.Namespace, identities: list[Any], trust: Any) -> Any:
         _check_window(args, header.model)
 
     if not args.force:
-        return unseal_file(args.sealed, out, identities, trust, threads=args.threads, progress=progress, admit=admit)
+        return unseal_file(args.sealed, out, identities, trust, threads=args.threads, progress=progress, admit=admit,
+                           grant=args.grant, admit_grant=admit_grant)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix=".edgeguard-unseal-", dir=out.parent) as tmp:
         try:
-            opened = unseal_file(args.sealed, Path(tmp) / out.name, identities, trust, threads=args.threads, progress=progress, admit=admit)
+            opened = unseal_file(args.sealed, Path(tmp) / out.name, identities, trust, threads=args.threads, progress=progress, admit=admit,
+                                 grant=args.grant, admit_grant=admit_grant)  # fmt: skip
             for name in os.listdir(tmp):
                 os.replace(Path(tmp) / name, out.parent / name)
         except OSError as exc:

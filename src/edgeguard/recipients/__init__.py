@@ -34,14 +34,25 @@ _MODULES = {
 STANZA_TYPES = tuple(_MODULES)
 
 
+WRAP_LABEL_V2 = b"edgeguard/v2 dek\x00"
+
+
 def wrap_context(file_salt: bytes) -> bytes:
     """HPKE info / AEAD associated data that binds a key wrap to one sealed file."""
     return WRAP_LABEL + file_salt
 
 
+def wrap_context_v2(salt: bytes, artifact_id: bytes) -> bytes:
+    """HPKE info that binds a grant's key wrap to one version 2 artifact (its salt and its id)."""
+    return WRAP_LABEL_V2 + salt + artifact_id
+
+
 class Recipient(Protocol):
     def wrap(self, dek: bytes, file_salt: bytes) -> Stanza:
-        """Returns a stanza from which only the matching identity recovers `dek`."""
+        """Returns a stanza from which only the matching identity recovers `dek`.
+
+        Key-file recipients also take ``context=`` (a version 2 grant's whole wrap context, used
+        instead of ``wrap_context(file_salt)``)."""
         ...
 
 
@@ -53,7 +64,10 @@ class KeyRecipient(Recipient, Protocol):
 
 class Identity(Protocol):
     def unwrap(self, stanzas: Sequence[Stanza], file_salt: bytes) -> bytes | None:
-        """Returns the content key if one of `stanzas` is addressed to this identity and opens, else None."""
+        """Returns the content key if one of `stanzas` is addressed to this identity and opens, else None.
+
+        Identities that open version 2 grants also take ``context=`` (the grant's wrap context,
+        used instead of ``wrap_context(file_salt)``)."""
         ...
 
 
@@ -152,5 +166,5 @@ def resolve_identities(identity: Any, passphrase: str | bytes | None = None) -> 
 
 __all__ = [
     "DEK_LEN", "STANZA_TYPES", "Identity", "KeyRecipient", "NoPickle", "Recipient", "load_identity", "load_recipient",
-    "resolve_identities", "stanza_spec", "wrap_context",
+    "resolve_identities", "stanza_spec", "wrap_context", "wrap_context_v2",
 ]  # fmt: skip

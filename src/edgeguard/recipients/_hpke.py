@@ -43,8 +43,9 @@ class HpkeRecipient:
         self._public_key = public_key
         self.key_id = key_id
 
-    def wrap(self, dek: bytes, file_salt: bytes) -> Stanza:
-        wrapped = suite(self.KEM).encrypt(dek, self._public_key, info=wrap_context(file_salt))
+    def wrap(self, dek: bytes, file_salt: bytes, *, context: bytes | None = None) -> Stanza:
+        info = wrap_context(file_salt) if context is None else context
+        wrapped = suite(self.KEM).encrypt(dek, self._public_key, info=info)
         return Stanza(type=self.STANZA_TYPE, key_id=self.key_id, wrapped=wrapped)
 
     def __repr__(self) -> str:
@@ -61,12 +62,13 @@ class HpkeIdentity(NoPickle):
         self._private_key = private_key
         self.key_id = key_id
 
-    def unwrap(self, stanzas: Sequence[Stanza], file_salt: bytes) -> bytes | None:
+    def unwrap(self, stanzas: Sequence[Stanza], file_salt: bytes, *, context: bytes | None = None) -> bytes | None:
+        info = wrap_context(file_salt) if context is None else context
         for stanza in stanzas:
             if stanza.type != self.STANZA_TYPE or stanza.key_id != self.key_id:
                 continue
             try:
-                dek = suite(self.KEM).decrypt(stanza.wrapped, self._private_key, info=wrap_context(file_salt))
+                dek = suite(self.KEM).decrypt(stanza.wrapped, self._private_key, info=info)
             except (InvalidTag, ValueError):
                 return None
             return dek if len(dek) == DEK_LEN else None

@@ -163,15 +163,17 @@ class Pkcs11Identity(NoPickle):
         finally:
             secret.destroy()
 
-    def unwrap(self, stanzas: Sequence[Stanza], file_salt: bytes) -> bytes | None:
-        """Raises TokenError when the token cannot be used; None if no stanza is for this key."""
+    def unwrap(self, stanzas: Sequence[Stanza], file_salt: bytes, *, context: bytes | None = None) -> bytes | None:
+        """Raises TokenError when the token cannot be used; None if no stanza is for this key.
+        `context` replaces ``wrap_context(file_salt)`` (a version 2 grant's wrap context)."""
+        info = wrap_context(file_salt) if context is None else context
         for stanza in stanzas:
             if stanza.type != STANZA_TYPE or stanza.key_id != self.key_id:
                 continue
 
             def open_with(session: Any, wrapped: bytes = stanza.wrapped) -> bytes | None:
                 try:
-                    return hpke_p256_open(wrapped, self._point, lambda enc: self._derive(session, enc), wrap_context(file_salt))
+                    return hpke_p256_open(wrapped, self._point, lambda enc: self._derive(session, enc), info)
                 except InvalidTag:
                     return None
 

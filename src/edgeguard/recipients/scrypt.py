@@ -77,8 +77,11 @@ class PassphraseIdentity(NoPickle):
         self._passphrase = _encode(passphrase)
         self._max_log_n = max_log_n
 
-    def unwrap(self, stanzas: Sequence[Stanza], file_salt: bytes) -> bytes | None:
-        """Raises NotARecipientError, before deriving anything, for a work factor above max_log_n."""
+    def unwrap(self, stanzas: Sequence[Stanza], file_salt: bytes, *, context: bytes | None = None) -> bytes | None:
+        """Raises NotARecipientError, before deriving anything, for a work factor above max_log_n.
+        A version 2 grant (`context` given) holds no passphrase stanza: it opens nothing."""
+        if context is not None:
+            return None
         for stanza in stanzas:
             if stanza.type != STANZA_TYPE:
                 continue
