@@ -30,6 +30,7 @@ from typing import Any, NoReturn, Protocol
 import numpy as np
 
 from . import kinds
+from .audit.hooks import SessionAudit
 from .errors import FormatError
 from .format import Header, ModelInfo
 from .freshness import Clock, VersionStore, check_validity
@@ -179,7 +180,9 @@ class InferenceSession:
     ``apply`` raises (a typed error of the guard's) to block a request.
 
     `clock` is injectable for tests; `version_store` (a path or VersionStore) turns on
-    anti-rollback.
+    anti-rollback. `audit` (a path or an :class:`~edgeguard.audit.AuditLog`) records the load or
+    its refusal and anti-rollback updates (docs/audit.md); a guard without a log of its own
+    records its alerts there too.
 
     Raises:
         FormatError, UnsupportedVersionError: malformed file, or not an ONNX payload.
@@ -209,6 +212,7 @@ class InferenceSession:
         version_store: VersionStore | str | os.PathLike[str] | None = None,
         clock: Clock = time.time,
         threads: int = 0,
+        audit: Any = None,
         **kwargs: Any,
     ) -> None:
         if hygiene not in HYGIENE_MODES:
@@ -219,7 +223,12 @@ class InferenceSession:
         self._ort: _OrtSession | None = None
         self._buffer: SecureBuffer | None = None
         self.hygiene = hygiene
-        opened = _open_verified(path, identity, trust, passphrase, clock, version_store, threads)
+        self._audit = SessionAudit(audit, guard)
+        try:
+            opened = _open_verified(path, identity, trust, passphrase, clock, self._audit.watch(version_store), threads)
+        except BaseException as exc:
+            self._audit.refused(path, exc)
+            raise
         buffer = opened.buffer
         try:
             if opened.container.header.payload_kind != "onnx":
@@ -231,8 +240,9 @@ class InferenceSession:
             self.memory: MemoryReport = memory_report(buffer)
             self.detector_profile = _section_bytes(opened, "detector_profile")
             session = self._create(opened, options, providers, provider_options, kwargs)
-        except BaseException:
+        except BaseException as exc:
             buffer.close()
+            self._audit.refused(path, exc)
             raise
         # onnxruntime keeps raw pointers into the buffer (the session in strict mode, the options'
         # in-memory file table in both modes) but no Python reference: tie the mapping's lifetime
@@ -244,6 +254,7 @@ class InferenceSession:
         else:
             buffer.close()  # onnxruntime copied everything it needs during session creation
         self._ort = session
+        self._audit.loaded(path, opened, self)
 
     def _create(
         self, opened: Opened, options: ort.SessionOptions, providers: Any, provider_options: Any, kwargs: dict[str, Any]
@@ -324,6 +335,8 @@ class InferenceSession:
         buffer, self._ort, self._buffer = self._buffer, None, None
         if buffer is not None:
             buffer.close()
+        if hasattr(self, "_audit"):
+            self._audit.close()
 
     def __enter__(self) -> InferenceSession:
         return self
