@@ -50,6 +50,7 @@ ACTIONS = ("allow", "alert", "degrade", "throttle", "block")  # edgeguard.detect
 _MAX_PENDING = 8 << 20  # bytes the writer holds while the disk refuses writes; then events drop
 _PSEUDONYM_CACHE = 4096
 _LIVE: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+_SELF_CHECKPOINTED = (LOG_OPEN, LOG_RESUME, LOG_ROTATE, LOG_CLOSE)
 
 
 class AuditLogError(ValueError):
@@ -389,7 +390,8 @@ class AuditLog:
         self._seq += 1
         if event_type != CHECKPOINT:
             self._since_checkpoint += 1
-            if self._signer is not None and self._since_checkpoint >= self.checkpoint_every:
+            # open, resume, rotate and close are followed by their own checkpoint right away
+            if self._signer is not None and self._since_checkpoint >= self.checkpoint_every and event_type not in _SELF_CHECKPOINTED:
                 self._emit_checkpoint(final=False)
 
     def _emit_checkpoint(self, final: bool) -> None:
