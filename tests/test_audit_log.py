@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import signal
 import struct
 import subprocess
 import sys
