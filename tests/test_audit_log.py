@@ -21,6 +21,7 @@ from edgeguard.audit import AuditLog, CheckpointVerifier, HmacSigner, PemSigner,
 from edgeguard.audit._format import LEN, MAGIC, chain_next
 from edgeguard.audit.reader import parse_segment
 from edgeguard.keys import export_private_pem, generate_private_key, public_pem
+from test_pkcs11 import token  # noqa: F401  (the SoftHSM2 token fixture)
 
 MAC = b"m" * 32
 
@@ -402,3 +403,18 @@ def test_audit_cli(tmp_path: Path, ed: tuple[bytes, bytes]) -> None:
     failed(cli("audit", "verify", tmp_path / "a.log", "--key", tmp_path / "k.pub"), 3, "not intact")
     failed(cli("audit", "verify", tmp_path / "a.log"), 2)
     failed(cli("audit", "verify", tmp_path / "missing.log", "--key", tmp_path / "k.pub"), 1, "no such audit log")
+
+
+@pytest.mark.native_process  # the token module is a host library
+def test_checkpoints_signed_on_a_pkcs11_token(token: dict[str, Any], tmp_path: Path) -> None:
+    from edgeguard.audit import Pkcs11Signer
+
+    uri = f"pkcs11:token=edge-device;object=edgeguard-device?module-path={token['module']}&pin-value=1234"
+    signer = Pkcs11Signer(uri)
+    log = AuditLog(tmp_path / "t.log", key=signer, checkpoint_every=3, threaded=False, events=["model.load"])
+    for i in range(7):
+        log.record("model.load", {"i": i})
+    log.close()
+    r = verify_log(tmp_path / "t.log", CheckpointVerifier(token["public_key"]))
+    assert r.ok and r.key_alg == "ecdsa-p256-sha256" and r.checkpoints >= 4 and r.closed_cleanly
+    assert "1234" not in repr(signer) and "1234" not in (tmp_path / "t.log").read_text(errors="replace")
