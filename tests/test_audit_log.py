@@ -406,7 +406,7 @@ def test_audit_cli(tmp_path: Path, ed: tuple[bytes, bytes]) -> None:
 
 
 @pytest.mark.native_process  # the token module is a host library
-def test_checkpoints_signed_on_a_pkcs11_token(token: dict[str, Any], tmp_path: Path) -> None:
+def test_checkpoints_signed_on_a_pkcs11_token(token: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811  (the fixture)
     from edgeguard.audit import Pkcs11Signer
 
     uri = f"pkcs11:token=edge-device;object=edgeguard-device?module-path={token['module']}&pin-value=1234"
