@@ -496,7 +496,7 @@ def check_inner_payload(p: bytes, kind: str) -> dict[str, bytes]:
         raise err("trailing bytes")
     req = KIND_SECTIONS[kind]
     extra = names[len(req) :]
-    if names[: len(req)] != req or any(x != "detector_profile" for x in extra) or len(extra) > 1:
+    if names[: len(req)] != req or any(x not in ("detector_profile", "ml_bom") for x in extra) or len(set(extra)) != len(extra):
         raise err("section names")
     if len(layout["tensors"]) > MAX_TENSORS:
         raise err("too many tensors")

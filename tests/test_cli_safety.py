@@ -347,7 +347,7 @@ def test_every_option_has_help() -> None:
 
 def test_every_command_takes_json() -> None:
     commands = {prog: {o for a in p._actions for o in a.option_strings} for prog, p in _parsers(build_parser()) if prog != "edgeguard"}
-    assert len(commands) == 12 and all("--json" in options for options in commands.values()), commands
+    assert len(commands) == 18 and all("--json" in options for options in commands.values()), commands
 
 
 @pytest.mark.slow  # the whole demo: a strict-mode load and the detector

@@ -3,12 +3,8 @@ end-to-end loads from a real SoftHSM2 token whose private key never leaves it.""
 
 from __future__ import annotations
 
-import glob
 import os
 import pickle
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,62 +83,6 @@ def test_uri_parsing() -> None:
     for bad in ("file:/x", "pkcs11:token=a;bogus=1", "pkcs11:token=a;token=b", "pkcs11:object=a;type=public", "pkcs11:token"):
         with pytest.raises(ValueError):
             parse_pkcs11_uri(bad)
-
-
-def _softhsm_module() -> str | None:
-    found = glob.glob("/usr/lib/softhsm/libsofthsm2.so") + glob.glob("/usr/lib/*/softhsm/libsofthsm2.so")
-    return found[0] if found else None
-
-
-@pytest.fixture(scope="module")
-def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    module = _softhsm_module()
-    try:
-        import pkcs11
-    except ImportError:
-        module = None
-    if module is None or shutil.which("softhsm2-util") is None:
-        if os.geteuid() == 0:
-            pytest.fail("SoftHSM2 or python-pkcs11 is missing: run tools/setup-test-system.sh (CI must not skip this)")
-        pytest.skip("SoftHSM2 or python-pkcs11 is not installed and installing them needs root (tools/setup-test-system.sh)")
-    from pkcs11 import Attribute, KeyType, ObjectClass
-    from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
-
-    tmp = tmp_path_factory.mktemp("softhsm")
-    (tmp / "tokens").mkdir()
-    conf = tmp / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {tmp / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
-    old_conf = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    try:
-        subprocess.run(
-            ["softhsm2-util", "--init-token", "--free", "--label", "edge-device", "--so-pin", "5678", "--pin", "1234"],
-            check=True, capture_output=True, timeout=30,
-        )  # fmt: skip
-        tok = pkcs11.lib(module).get_token(token_label="edge-device")
-        with tok.open(rw=True, user_pin="1234") as session:
-            params = session.create_domain_parameters(
-                KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True
-            )
-            public, private = params.generate_keypair(
-                store=True, label="edgeguard-device", id=b"\x42",
-                private_template={Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: True, Attribute.DERIVE: True},
-            )  # fmt: skip
-            assert private[Attribute.EXTRACTABLE] is False and private[Attribute.SENSITIVE] is True
-            public_key = serialization.load_der_public_key(encode_ec_public_key(public))
-            with pytest.raises(pkcs11.exceptions.PKCS11Error):  # the token refuses to export it
-                private[Attribute.VALUE]
-            assert session.get_key(object_class=ObjectClass.PRIVATE_KEY, label="edgeguard-device") is not None
-        recipient_pem = tmp / "device.pub"
-        recipient_pem.write_bytes(
-            public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
-        yield {"module": module, "recipient": recipient_pem, "public_key": public_key, "tmp": tmp}
-    finally:
-        if old_conf is None:
-            os.environ.pop("SOFTHSM2_CONF", None)
-        else:
-            os.environ["SOFTHSM2_CONF"] = old_conf
 
 
 def test_sealed_model_loads_with_the_token_key(token: dict[str, Any], tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ MAX_TENSOR_NAME = 4096
 MAX_RANK = 16
 _LEN = struct.Struct(">I")
 
-OPTIONAL_SECTIONS = ("detector_profile",)
+OPTIONAL_SECTIONS = ("detector_profile", "ml_bom")
 
 # The dtypes a tensor table may name; numpy has no bfloat16, so those tensors are exposed as uint16.
 DTYPES = {

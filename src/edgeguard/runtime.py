@@ -31,6 +31,7 @@ from typing import Any, NoReturn, Protocol
 import numpy as np
 
 from . import kinds
+from .audit.hooks import SessionAudit
 from .coverage import Coverage, graph_coverage
 from .errors import CoverageError, FormatError
 from .format import Header, ModelInfo
@@ -194,7 +195,9 @@ class InferenceSession:
     (in both modes).
 
     `clock` is injectable for tests; `version_store` (a path or VersionStore) turns on
-    anti-rollback.
+    anti-rollback. `audit` (a path or an :class:`~edgeguard.audit.AuditLog`) records the load or
+    its refusal and anti-rollback updates (docs/audit.md); a guard without a log of its own
+    records its alerts there too.
 
     Version 2 artifacts (fleets, docs/device-guide.md): `grant` is the device's grant (a path, bytes,
     or a folder of ``<key_id>.grant`` files of which only the device's own is read; default: the
@@ -238,6 +241,7 @@ class InferenceSession:
         grant: Any = None,
         revocation: Any = None,
         revocation_store: Any = None,
+        audit: Any = None,
         **kwargs: Any,
     ) -> None:
         if hygiene not in HYGIENE_MODES:
@@ -250,7 +254,12 @@ class InferenceSession:
         self._ort: _OrtSession | None = None
         self._buffer: SecureBuffer | None = None
         self.hygiene = hygiene
-        opened = _open_verified(path, identity, trust, passphrase, clock, version_store, threads, grant, revocation, revocation_store)
+        self._audit = SessionAudit(audit, guard)
+        try:
+            opened = _open_verified(path, identity, trust, passphrase, clock, self._audit.watch(version_store), threads, grant, revocation, revocation_store)
+        except BaseException as exc:
+            self._audit.refused(path, exc)
+            raise
         buffer = opened.buffer
         try:
             if opened.container.header.payload_kind != "onnx":
@@ -266,8 +275,9 @@ class InferenceSession:
             if hygiene == "strict" and self.coverage.fraction < min_coverage:
                 raise CoverageError(_coverage_message(self.coverage, min_coverage, self.metadata), self.coverage)
             session = self._create(opened, options, providers, provider_options, kwargs)
-        except BaseException:
+        except BaseException as exc:
             buffer.close()
+            self._audit.refused(path, exc)
             raise
         # onnxruntime keeps raw pointers into the buffer (the session in strict mode, the options'
         # in-memory file table in both modes) but no Python reference: tie the mapping's lifetime
@@ -279,6 +289,7 @@ class InferenceSession:
         else:
             buffer.close()  # onnxruntime copied everything it needs during session creation
         self._ort = session
+        self._audit.loaded(path, opened, self)
 
     def _create(
         self, opened: Opened, options: ort.SessionOptions, providers: Any, provider_options: Any, kwargs: dict[str, Any]
@@ -359,6 +370,8 @@ class InferenceSession:
         buffer, self._ort, self._buffer = self._buffer, None, None
         if buffer is not None:
             buffer.close()
+        if hasattr(self, "_audit"):
+            self._audit.close()
 
     def __enter__(self) -> InferenceSession:
         return self

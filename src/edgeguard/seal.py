@@ -214,8 +214,12 @@ def _preallocate(fd: int, size: int) -> bool:
     return True
 
 
-def build_model_payload(path: Path, kind: str, detector_profile: bytes | None = None) -> bytearray:
+def build_model_payload(path: Path, kind: str, detector_profile: bytes | None = None, ml_bom: Any = None,
+                        model: ModelInfo | None = None) -> bytearray:
     """Lays out a model file as a sealed payload of `kind` (see :mod:`edgeguard.kinds`).
+
+    `ml_bom`: the ``ml_bom`` section's bytes, or a callable ``(path, kind, sections, model) -> bytes``
+    that builds it from the kind's sections (:class:`edgeguard.bom.MlBom`).
 
     Raises:
         ValueError: `kind` is not a payload kind.
@@ -224,6 +228,8 @@ def build_model_payload(path: Path, kind: str, detector_profile: bytes | None = 
     """
     sections, tensors = kinds.get(kind).build(path)
     extra = [("detector_profile", detector_profile)] if detector_profile is not None else []
+    if ml_bom is not None:
+        extra.append(("ml_bom", ml_bom(path, kind, sections, model) if callable(ml_bom) else ml_bom))
     return build_payload(kind, sections + extra, tensors)
 
 
@@ -247,9 +253,13 @@ def seal_model(
     progress: ProgressFn | None = None,
     now: Callable[[], float] = time.time,
     format_version: int = 1,
+    ml_bom: Any = None,
 ) -> SealResult:
     """Seals a model file (ONNX, safetensors or any raw file) for the given recipients.
     `format_version` is as for :func:`seal_payload`.
+
+    `ml_bom` adds the signed ``ml_bom`` section: a document's bytes, or an
+    :class:`edgeguard.bom.MlBom` that builds a CycloneDX ML-BOM of the model.
 
     Raises:
         ValueError: no recipients, or an unknown `kind`.
@@ -268,7 +278,7 @@ def seal_model(
         not_after=not_after,
         labels=tuple(sorted((labels or {}).items())),
     )
-    payload = build_model_payload(path, kind, detector_profile)
+    payload = build_model_payload(path, kind, detector_profile, ml_bom=ml_bom, model=model)
     try:
         return seal_payload(
             payload, out_path, kind=kind, signer=signer, recipients=recipients, model=model,

@@ -78,7 +78,10 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .audit import add_audit_arguments, add_audit_parser, audited
     from .bench import add_bench_parser
+    from .bom import add_bom_parser, add_bom_seal_arguments
+    from .evidence import add_evidence_parser
     from .grants import add_fleet_parsers, add_seal_v2_arguments, add_unseal_v2_arguments
     from .profile import add_profile_parser, add_seal_arguments
 
@@ -135,13 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help=json_help)
     add_seal_arguments(p)
     add_seal_v2_arguments(p)
+    add_bom_seal_arguments(p)
 
-    p = add("verify", "check the publisher signature, every chunk and the validity window (no decryption key needed)", cmd_verify)
+    p = add("verify", "check the publisher signature, every chunk and the validity window (no decryption key needed)", audited(cmd_verify, "model.verify"))
     p.add_argument("sealed", help="sealed file to verify")
     p.add_argument("--trust", action="append", required=True, metavar="PUB", help=trust_help)
     p.add_argument("--ignore-validity", action="store_true", help=validity_help)
     p.add_argument("--threads", type=parse_threads, default=0, help=threads_help)
     p.add_argument("--json", action="store_true", help=json_help)
+    add_audit_arguments(p)
 
     p = add("inspect", "print the public header (verifies nothing, needs no key)", cmd_inspect)
     p.add_argument("sealed", help="sealed file whose header to print")
@@ -153,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=parse_threads, default=0, help=threads_help)
     p.add_argument("--json", action="store_true", help=json_help)
 
-    p = add("unseal", "explicit recovery: verify, decrypt and write the original model", cmd_unseal)
+    p = add("unseal", "explicit recovery: verify, decrypt and write the original model", audited(cmd_unseal, "model.unseal"))
+    add_audit_arguments(p)
     p.add_argument("sealed", help="sealed file to open")
     p.add_argument("-o", "--output", required=True, help="where to write the original model (atomically; an existing file only with --force)")
     p.add_argument("--identity", action="append", default=[], metavar="KEY", help="device private key (PEM file) or a key on a PKCS#11 token (pkcs11: URI); repeatable")
@@ -170,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="a JSON summary of each step on stdout instead of the narration")
     add_profile_parser(sub).set_defaults(func=cmd_profile)
     add_bench_parser(sub)
+    add_audit_parser(sub)
+    add_bom_parser(sub)
+    add_evidence_parser(sub)
     return parser
 
 

@@ -102,6 +102,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
     from ..keys import SigningKey
     from ..seal import seal_model
     from ..unseal import inspect_file
+    from .bom import bom_inputs, bom_section
     from .profile import profile_section
 
     model = Path(args.model)
@@ -111,13 +112,14 @@ def cmd_seal(args: argparse.Namespace) -> int:
     kind = args.kind or kinds.detect(model)
     if args.optimize and kind != "onnx":
         raise CliError("--optimize applies to ONNX models only", code=EXIT_USAGE)
-    check_outputs([args.output], [model, args.sign, *args.recipient, args.target, args.detector_profile], force=args.force)
+    check_outputs([args.output], [model, args.sign, *args.recipient, args.target, args.detector_profile, *bom_inputs(args)], force=args.force)
     if kind == "onnx" and model.stat().st_size == 0:
         raise CliError(f"{model} is empty: not an ONNX model", code=EXIT_FORMAT)
     signer = load_keys(SigningKey.load, args.sign, "--sign", "private", "the publisher's")
     recipients = _recipients(args)
     cipher = _auto_cipher(args.target) if args.cipher == "auto" else args.cipher
     section = profile_section(args)
+    ml_bom = bom_section(args, model)
     with tempfile.TemporaryDirectory(prefix="edgeguard-optimize-") if args.optimize else contextlib.nullcontext("") as tmp:
         source = _optimized(model, Path(tmp)) if args.optimize else model
         progress = Progress("sealing", source.stat().st_size)
@@ -126,7 +128,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
                 source, args.output, signer=signer, recipients=recipients, name=args.name or model.stem,
                 version=args.model_version, not_before=args.not_before, not_after=args.not_after, labels=dict(args.label),
                 kind=kind, detector_profile=section, cipher=cipher, chunk_size=args.chunk_size, threads=args.threads,
-                overwrite=args.force, progress=progress.callback(), format_version=args.format_version,
+                overwrite=args.force, progress=progress.callback(), format_version=args.format_version, ml_bom=ml_bom,
             )  # fmt: skip
         except ModuleNotFoundError as exc:
             if exc.name != "onnx":

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
+from ..audit.hooks import guard_audit as _audit_log
 from ..errors import DetectorArgumentError, DetectorError, QueryBlockedError
 from .events import SIGNALS, Action, AlertEvent, Decision, reasons_from
 from .policy import Policy
@@ -32,6 +33,8 @@ class Guard:
     :attr:`state_bytes_per_client`); the least recently seen is forgotten first, so memory stays
     fixed however many client ids appear. ``on_alert`` is called with an :class:`AlertEvent` the
     first time a client's risk reaches 1. ``seed`` fixes the noise a noisy degrade policy adds.
+    ``audit`` (an :class:`~edgeguard.audit.AuditLog` or a path) records every alert with its
+    signals, ATLAS ids and action (docs/audit.md).
     Thread-safe.
 
     Raises:
@@ -47,6 +50,7 @@ class Guard:
         max_clients: int = 1024,
         on_alert: Callable[[AlertEvent], None] | None = None,
         seed: int | None = None,
+        audit: Any = None,
     ) -> None:
         if not isinstance(profile, Profile):
             raise DetectorArgumentError("profile must be an edgeguard Profile")
@@ -58,6 +62,7 @@ class Guard:
         self.profile = profile
         self.policy = policy
         self.on_alert = on_alert
+        self.audit = _audit_log(audit)  # alerts (and, if enabled, every decision) go to this AuditLog
         # The _core stub does not declare the detector bindings yet (csrc/detector_bindings.cpp).
         self._native: Any = _core.Detector(**profile.native_args(max_clients=max_clients))  # type: ignore[attr-defined]
         self._thresholds = profile.thresholds
@@ -122,6 +127,8 @@ class Guard:
     ) -> Decision:
         action = self.policy.action(risk, peak)
         delay = self.policy.delay_s if action >= Action.THROTTLE else 0.0
+        if self.audit is not None:
+            self.audit.guard_decision(client_id, action, risk, queries, alert)
         return Decision._new(client_id, action, risk, peak, queries, stats, self._thresholds, alert, delay)
 
     def _rows(self, inputs: object) -> npt.NDArray[np.float32] | None:
