@@ -207,7 +207,7 @@ def test_seal_errors(w: CliFiles, extra: list[str], code: int, message: str | No
 def test_seal_key_errors(w: CliFiles) -> None:
     before = files(w)
     args = ("seal", w.model, "-o", w.d / "m.sealed")
-    failed(cli(*args, "--sign", w.dev, "--recipient", w.dev_pub), EXIT_KEY, "cannot sign")
+    failed(cli(*args, "--sign", w.dev, "--recipient", w.dev_pub), EXIT_KEY, f"{w.dev} holds an X25519 key, a device key that cannot sign")
     failed(cli(*args, "--sign", w.pub, "--recipient", w.pub_key), EXIT_KEY, "recipient")
     failed(cli(*args, "--sign", w.pub, "--recipient", w.d / "nope.pub"), EXIT_KEY, "cannot open key file")
     failed(cli(*args, "--sign", w.pub), EXIT_USAGE, "no recipient given")

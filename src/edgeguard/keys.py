@@ -210,7 +210,8 @@ class SigningKey(NoPickle):
         """Raises KeyFileError for an unreadable, insecure or unsuitable key file."""
         key = load_private_key(source)
         if isinstance(key, x25519.X25519PrivateKey):
-            raise KeyFileError("an X25519 key is a device key and cannot sign; use an ed25519 or p256 key")
+            where = "" if isinstance(source, bytes) else f"{os.fspath(source)} holds "
+            raise KeyFileError(f"{where}an X25519 key, a device key that cannot sign; use an ed25519 or p256 key")
         return cls(key)
 
     @property
