@@ -32,12 +32,22 @@ def _substitute(x: np.ndarray, y: np.ndarray) -> LogisticRegression | None:
         return LogisticRegression(max_iter=200).fit(x, y)
 
 
-def jbda(ctx: Context, seeds: int = 10, step: float = 0.1) -> Attack:
-    """Papernot et al. 2017: Jacobian-based augmentation of a small seed set around a substitute."""
+def _in_order(ctx: Context, n: int, shuffle: bool) -> np.ndarray:
+    return ctx.rng.permutation(n) if shuffle else np.arange(n)
+
+
+def jbda(ctx: Context, seeds: int = 10, step: float = 0.1, shuffle: bool = False) -> Attack:
+    """Papernot et al. 2017: Jacobian-based augmentation of a small seed set around a substitute.
+
+    Each round trains the substitute on every labelled query so far and adds, for each of them,
+    x + step * sign(d F_y / d x); the set doubles per round, so a child follows its parent by the
+    size of the set (more than any fixed history once the set is large). ``shuffle`` sends each
+    round (and the seeds) in random order.
+    """
     xs = [ctx.pool[i] for i in ctx.rng.choice(len(ctx.pool), seeds, replace=False)]
-    ys = []
-    for x in xs:
-        ys.append(int(np.argmax((yield x))))
+    ys = [0] * len(xs)
+    for i in _in_order(ctx, len(xs), shuffle):
+        ys[i] = int(np.argmax((yield xs[i])))
     while True:
         sub = _substitute(np.array(xs), np.array(ys))
         new = []
@@ -50,20 +60,22 @@ def jbda(ctx: Context, seeds: int = 10, step: float = 0.1) -> Attack:
                 k = int(np.searchsorted(sub.classes_, y)) if y in sub.classes_ else 0
                 direction = np.sign(w[k] - p @ w)
             new.append(np.clip(x + step * direction, 0, 1).astype(np.float32))
-        for x in new:
-            xs.append(x)
-            ys.append(int(np.argmax((yield x))))
+        labels = [0] * len(new)
+        for i in _in_order(ctx, len(new), shuffle):
+            labels[i] = int(np.argmax((yield new[i])))
+        xs += new
+        ys += labels
 
 
-def t_rnd(ctx: Context, seeds: int = 10, step: float = 0.1) -> Attack:
+def t_rnd(ctx: Context, seeds: int = 10, step: float = 0.1, shuffle: bool = False) -> Attack:
     """Juuti et al. 2019 T-RND: seeds perturbed in random sign directions, set doubling per round."""
     xs = [ctx.pool[i] for i in ctx.rng.choice(len(ctx.pool), seeds, replace=False)]
-    for x in xs:
-        yield x
+    for i in _in_order(ctx, len(xs), shuffle):
+        yield xs[i]
     while True:
         new = [np.clip(x + step * np.sign(ctx.rng.normal(size=x.shape)), 0, 1).astype(np.float32) for x in xs]
-        for x in new:
-            yield x
+        for i in _in_order(ctx, len(new), shuffle):
+            yield new[i]
         xs += new
 
 
@@ -162,17 +174,29 @@ def interleaved(ctx: Context, inner: Callable[[Context], Attack], every: int = 2
 
 ATTACKS: dict[str, Callable[[Context], Attack]] = {
     "jbda": jbda,
+    "jbda-100seeds": lambda ctx: jbda(ctx, seeds=100),  # each child 100-800 queries after its parent
+    "jbda-100seeds-shuffled": lambda ctx: jbda(ctx, seeds=100, shuffle=True),
     "t-rnd": t_rnd,
+    "t-rnd-100seeds-shuffled": lambda ctx: t_rnd(ctx, seeds=100, shuffle=True),
     "knockoff-random": knockoff_random,
     "knockoff-adaptive": knockoff_adaptive,
     "copycat-indist": copycat,
     "tramer-eqsolve": equation_solving,
     "critical-point": critical_points,
     "critical-point-inbox": lambda ctx: critical_points(ctx, inbox=True),
-    "jbda-interleaved": lambda ctx: interleaved(ctx, jbda),
-    "knockoff-interleaved": lambda ctx: interleaved(ctx, knockoff_random),
+    "jbda-interleaved-1to1": lambda ctx: interleaved(ctx, jbda, every=2),
+    "jbda-interleaved-1to4": lambda ctx: interleaved(ctx, jbda, every=5),
+    "t-rnd-interleaved-1to1": lambda ctx: interleaved(ctx, t_rnd, every=2),
+    "t-rnd-interleaved-1to4": lambda ctx: interleaved(ctx, t_rnd, every=5),
+    "knockoff-interleaved-1to4": lambda ctx: interleaved(ctx, knockoff_random, every=5),
 }
-# Split across this many client ids, round-robin (the sybil variant of an attack).
-SYBIL_IDS = 4
-SYBIL_ATTACKS = {"jbda-sybil4": jbda, "t-rnd-sybil4": t_rnd}
+# Split across client ids (round-robin or each query to a random id), with benign traffic from
+# other clients interleaved 1:1 on the same guard: detection is then the fleet view's.
+SYBIL_ATTACKS: dict[str, tuple[Callable[[Context], Attack], int, str]] = {
+    "jbda-sybil20-roundrobin": (jbda, 20, "round-robin"),
+    "jbda-sybil19-random": (jbda, 19, "random"),
+    "t-rnd-sybil20-roundrobin": (t_rnd, 20, "round-robin"),
+    "t-rnd-sybil19-random": (t_rnd, 19, "random"),
+}
+INTERLEAVED_1TO4 = {n for n in ATTACKS if n.endswith("1to4")}
 LOGREG_ATTACKS = {"tramer-eqsolve"}
