@@ -330,13 +330,14 @@ Result Detector::observe_malformed(const std::string& client) {
 int Detector::update(ClientState& s, const Features& f, const int8_t* code, uint64_t hash) const {
   const Model& m = model_;
   ++s.queries_;
-  if (f.scored) s.cusum_[3] = std::max(0.0f, s.cusum_[3] + (f.low_margin ? 1.0f : 0.0f) - m.margin_slack);
+  auto margin = [&] {
+    if (f.scored) s.cusum_[3] = std::max(0.0f, s.cusum_[3] + (f.low_margin ? 1.0f : 0.0f) - m.margin_slack);
+  };
   if (!f.valid) {
     s.cusum_[0] += 1.0f;
+    margin();
     return kNew;
   }
-  s.cusum_[0] = std::max(0.0f, s.cusum_[0] - m.invalid_decay);
-  s.cusum_[1] = std::max(0.0f, s.cusum_[1] + f.novelty - m.novelty_slack);
 
   NearMemory& mem = s.mem_;
   const uint32_t k = m.sketch_dim;
@@ -369,6 +370,12 @@ int Detector::update(ClientState& s, const Features& f, const int8_t* code, uint
     event = kStep;
   } else if (bloom_test(mem.bloom_, hash)) {
     event = kRepeat;  // sent before, though not kept in the sample
+  }
+  // A repeat (re-capture or re-send) tells a thief nothing new: it moves no evidence at all.
+  if (event != kRepeat) {
+    s.cusum_[0] = std::max(0.0f, s.cusum_[0] - m.invalid_decay);
+    s.cusum_[1] = std::max(0.0f, s.cusum_[1] + f.novelty - m.novelty_slack);
+    margin();
   }
   if (event == kStep) {
     const float weight = std::min(m.chain_weight_cap, std::ldexp(1.0f, static_cast<int>(std::min(mem.level_, 30u))));

@@ -63,8 +63,8 @@ ALL_ATTACKS = tuple(atk.ATTACKS) + tuple(atk.SYBIL_ATTACKS)
 MODES = {
     "smoke": Config("smoke", 1, 80, 80, 2, 60, None, 16, 300,
                     ("critical-point", "knockoff-random", "jbda-sybil20-roundrobin")),
-    "quick": Config("quick", 2, 500, 1000, 20, 1000, None, 100, 1000, ALL_ATTACKS),
-    "full": Config("full", 5, 1000, 2000, 60, 1000, None, 200, 1000, ALL_ATTACKS),
+    "quick": Config("quick", 2, 400, 600, 15, 1000, None, 100, 1000, ALL_ATTACKS),
+    "full": Config("full", 5, 600, 1000, 60, 1000, None, 200, 1000, ALL_ATTACKS),
 }
 
 
@@ -86,7 +86,7 @@ class Thief:
             return float((self.truth == y[0]).mean())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            clf = MLPClassifier((64,), max_iter=300, random_state=self.seed).fit(x, y)
+            clf = MLPClassifier((64,), max_iter=150, random_state=self.seed).fit(x, y)
         return float((clf.predict(self.eval_x) == self.truth).mean())
 
     def _solve(self, x: np.ndarray, p: np.ndarray) -> np.ndarray:

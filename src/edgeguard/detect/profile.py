@@ -72,7 +72,8 @@ _NOISE_TAILS = 6.0       # unclipped sensor noise widens the accepted value rang
 _CHAIN_SLACK = (0.03, 0.12)  # the chain CUSUM's drift: 2.5x the benign step rate, within these bounds
 _MARGIN_SLACK_MIN = 0.05
 _FLEET_GROUP = 8         # calibration sessions interleaved into one simulated fleet
-_BANK_SIZE = 4096        # noisy re-captures simulated for calibration (at least 4 per input)
+_BANK_SIZE = 4096        # noisy re-captures simulated for calibration (at least 4 per input)...
+_BANK_FEATURES = 1 << 26  # ...and fewer for large inputs: each costs a model answer and d noise draws
 BEHAVIOURS = ("clean", "noisy", "resubmit", "skewed", "recapture")
 
 
@@ -290,7 +291,7 @@ class Profile:
         # calibration sessions are made of. Computed in chunks, so memory stays bounded whatever
         # the input size.
         held = x[held_idx]
-        replicas = max(4, min(32, _BANK_SIZE // len(held)))
+        replicas = max(4, min(32, _BANK_SIZE // len(held), _BANK_FEATURES // (len(held) * dim)))
         bank = _Bank(len(held), replicas + 1, k)
         chunk = max(1, (1 << 24) // (dim * (replicas + 1)))
         bar.stage("noisy re-captures", -(-len(held) // chunk))
