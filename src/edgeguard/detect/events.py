@@ -14,7 +14,7 @@ ATLAS_INFERENCE_API_ACCESS = "AML.T0040"  # AI Model Inference API Access
 ATLAS_TECHNIQUES = (ATLAS_EXTRACT_MODEL, ATLAS_INFERENCE_API_ACCESS)
 
 # Signal names in the native layout order, from the native core itself (csrc/detector.h, kSignalNames).
-from .._core import SIGNALS
+from .._core import SIGNALS as SIGNALS
 
 _DESCRIPTIONS = {
     "invalid": "queries outside the model's declared input domain",

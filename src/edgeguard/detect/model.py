@@ -22,7 +22,7 @@ def onnx_predict(
         ProfileError: onnxruntime cannot load the model, it has more than one input, or no output
             ``output_index``.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
 
     try:
         opts = ort.SessionOptions()

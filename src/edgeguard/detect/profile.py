@@ -586,7 +586,8 @@ def _pooler(shape: tuple[int, ...], factors: tuple[int, ...]) -> Callable[[np.nd
         out = np.zeros((len(x), *padded), np.float32)
         out[(slice(None), *(slice(0, s) for s in shape))] = x
         sums = out.reshape(len(x), *split).sum(axis=tuple(range(2, 2 * len(shape) + 1, 2)))
-        return (sums / members).reshape(len(x), -1)
+        pooled: npt.NDArray[np.float32] = (sums / members).reshape(len(x), -1).astype(np.float32, copy=False)
+        return pooled
 
     return pool
 
