@@ -366,8 +366,8 @@ int Detector::update(ClientState& s, const Features& f, const int8_t* code, uint
   int event = kNew;
   if (best <= repeat) {
     event = kRepeat;  // a re-capture (or exact re-send) of a remembered query tells a thief nothing new
-  } else if (best <= m.near_dist * m.near_dist) {
-    event = kStep;
+  } else if (best <= cutoff) {
+    event = kStep;  // checked before the seen-before filter, so filling that filter hides no step
   } else if (bloom_test(mem.bloom_, hash)) {
     event = kRepeat;  // sent before, though not kept in the sample
   }
