@@ -109,6 +109,45 @@ def knockoff_adaptive(ctx: Context, arms: int = 8, lr: float = 0.2) -> Attack:
         h[a] += lr * (reward - baseline)
 
 
+def art_knockoff_random(ctx: Context, budget: int = 4096) -> Attack:
+    """Knockoff Nets' random strategy as implemented by IBM's Adversarial Robustness Toolbox
+    (``art.attacks.extraction.KnockoffNets``, an independent implementation): ART picks which
+    natural images to query. The random strategy's choices do not depend on the answers, so ART
+    runs once against a recording stand-in and its queries are replayed here, in ART's order; the
+    surrogate is the harness's own (ART's thieved model is not used)."""
+    import logging
+
+    from art.attacks.extraction import KnockoffNets
+    from art.estimators.classification import BlackBoxClassifier
+    from art.estimators.classification.scikitlearn import ScikitlearnClassifier
+    from sklearn.dummy import DummyClassifier
+
+    class Unused(ScikitlearnClassifier):  # ART's thieved model: nothing is learnt here
+        def fit(self, x, y, **_):
+            return None
+
+    logging.getLogger("art").setLevel(logging.ERROR)
+    asked: list[np.ndarray] = []
+
+    def record(x: np.ndarray) -> np.ndarray:
+        asked.extend(np.asarray(x, np.float32).reshape(len(x), -1))
+        return np.full((len(x), 10), 0.1, np.float32)
+
+    victim = BlackBoxClassifier(record, input_shape=(64,), nb_classes=10, clip_values=(0.0, 1.0))
+    thieved = Unused(DummyClassifier(), clip_values=(0.0, 1.0))
+    state = np.random.get_state()
+    np.random.seed(int(ctx.rng.integers(1 << 31)))  # ART draws from numpy's global generator
+    try:
+        KnockoffNets(victim, batch_size_query=64, nb_stolen=min(budget, len(ctx.natural)),
+                     sampling_strategy="random", verbose=False).extract(ctx.natural, thieved_classifier=thieved)
+    finally:
+        np.random.set_state(state)
+    for x in asked:
+        yield x
+    while True:  # past ART's budget: more of the same distribution
+        yield ctx.natural[ctx.rng.integers(len(ctx.natural))]
+
+
 def copycat(ctx: Context) -> Attack:
     """Correia-Silva et al. 2018 with in-distribution data: the thief's own unlabelled digits."""
     while True:
@@ -180,6 +219,7 @@ ATTACKS: dict[str, Callable[[Context], Attack]] = {
     "t-rnd-100seeds-shuffled": lambda ctx: t_rnd(ctx, seeds=100, shuffle=True),
     "knockoff-random": knockoff_random,
     "knockoff-adaptive": knockoff_adaptive,
+    "knockoff-random-art": art_knockoff_random,
     "copycat-indist": copycat,
     "tramer-eqsolve": equation_solving,
     "critical-point": critical_points,
@@ -199,4 +239,8 @@ SYBIL_ATTACKS: dict[str, tuple[Callable[[Context], Attack], int, str]] = {
     "t-rnd-sybil19-random": (t_rnd, 19, "random"),
 }
 INTERLEAVED_1TO4 = {n for n in ATTACKS if n.endswith("1to4")}
+try:  # the Adversarial Robustness Toolbox is optional: pip install adversarial-robustness-toolbox
+    import art  # noqa: F401
+except ImportError:
+    del ATTACKS["knockoff-random-art"]
 LOGREG_ATTACKS = {"tramer-eqsolve"}

@@ -395,9 +395,16 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true", help="CI-sized run")
     mode.add_argument("--smoke", action="store_true", help="seconds-long structural check")
     ap.add_argument("--out", default="results/extraction", help="results directory")
+    ap.add_argument("--attacks", help="comma-separated attack names (default: the mode's)")
     ap.add_argument("--no-plots", action="store_true", help="accepted for compatibility; no plots are drawn")
     args = ap.parse_args(argv)
     cfg = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    if args.attacks:
+        names = tuple(a for a in args.attacks.split(",") if a)
+        unknown = [a for a in names if a not in ALL_ATTACKS]
+        if unknown:
+            ap.error(f"unknown attacks: {', '.join(unknown)} (known: {', '.join(ALL_ATTACKS)})")
+        cfg = replace(cfg, attacks=names)
     results = run(cfg)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
