@@ -142,6 +142,7 @@ std::string validate(const Model& m, const Limits& l) {
   if (m.sketch_dim < kCoverageBits || m.sketch_dim > kMaxSketchDim || m.sketch_dim > d)
     return "sketch_dim must be between 12 and min(256, pooled features)";
   if (m.classes == 1) return "classes must be 0 (no output signal) or at least 2";
+  if (m.output_kind > 2 || (m.output_kind != 0 && m.classes == 0)) return "output_kind must be 0, 1 or 2 (with classes)";
   if (m.mean.size() != d) return "mean must have one entry per pooled feature";
   if (m.components.size() != k * d) return "components must be sketch_dim x pooled features";
   if (m.sketch_center.size() != k || m.sketch_scale.size() != k) return "sketch statistics must have sketch_dim entries";
@@ -171,6 +172,26 @@ std::string validate(const Model& m, const Limits& l) {
   for (uint32_t bits : {l.bloom_bits, l.fleet_bloom_bits})
     if (bits < 64 || bits > kMaxBloomBits || bits % 64) return "bloom bits must be a multiple of 64 in 64..2^24";
   if (l.max_clients == 0) return "max_clients must be positive";
+  return {};
+}
+
+std::string check_scores(const Model& m, const float* y, size_t rows) {
+  if (m.output_kind == 0 || y == nullptr) return {};
+  bool all_distributions = true;
+  for (size_t r = 0; r < rows && all_distributions; ++r) {
+    double sum = 0;
+    for (uint32_t c = 0; c < m.classes; ++c) {
+      const float v = y[r * m.classes + c];
+      if (!(v >= -1e-4f && v <= 1.0f + 1e-4f)) all_distributions = false;
+      sum += v;
+    }
+    all_distributions = all_distributions && std::fabs(sum - 1.0) <= 1e-2;
+  }
+  if (m.output_kind == 1 && !all_distributions)
+    return "outputs are not probabilities (rows in [0, 1] summing to 1), but the profile was calibrated on "
+           "probabilities: pass the model's softmax output";
+  if (m.output_kind == 2 && all_distributions && rows * m.classes > 2)
+    return "outputs look like probabilities, but the profile was calibrated on logits: pass the raw scores";
   return {};
 }
 
@@ -364,12 +385,15 @@ int Detector::update(ClientState& s, const Features& f, const int8_t* code, uint
     if (best <= repeat) break;
   }
   int event = kNew;
+  // Re-sends come first: a query sent before but no longer in the sample would otherwise count as
+  // a step again each time it came back next to a remembered near-twin. (A thief that fills the
+  // filter to hide steps must send thousands of distinct queries, which thins the sample anyway.)
   if (best <= repeat) {
     event = kRepeat;  // a re-capture (or exact re-send) of a remembered query tells a thief nothing new
-  } else if (best <= cutoff) {
-    event = kStep;  // checked before the seen-before filter, so filling that filter hides no step
   } else if (bloom_test(mem.bloom_, hash)) {
-    event = kRepeat;  // sent before, though not kept in the sample
+    event = kRepeat;  // sent before, though perhaps no longer in the sample
+  } else if (best <= cutoff) {
+    event = kStep;
   }
   // A repeat (re-capture or re-send) tells a thief nothing new: it moves no evidence at all.
   if (event != kRepeat) {

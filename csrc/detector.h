@@ -62,6 +62,7 @@ struct Model {
   std::vector<uint32_t> pool;         // average-pooling factor per axis (1 = none); partial blocks allowed
   uint32_t sketch_dim = 0;  // rows of components; >= kCoverageBits
   uint32_t classes = 0;     // output width used for the margin signal; 0 = no output signal
+  uint32_t output_kind = 0; // what class scores must look like: 0 anything, 1 probabilities, 2 logits
   std::vector<float> mean;          // pooled_dim
   std::vector<float> components;    // sketch_dim x pooled_dim, orthonormal rows
   std::vector<float> sketch_center; // sketch_dim: median of calibration sketches
@@ -74,7 +75,7 @@ struct Model {
   float repeat_dist = 0;    // sketch distance at or below which a query re-captures a remembered one
   float near_dist = 0;      // sketch distance at or below which (above repeat_dist) it is a perturbation step
   float chain_slack = 0.05f;  // CUSUM drift of the chain signal per new query
-  float chain_weight_cap = 4; // a step found in a memory sampled at rate 2^-L counts min(2^L, cap)
+  float chain_weight_cap = 1; // a step found in a memory sampled at rate 2^-L counts min(2^L, cap)
   float low_margin = 0;     // top-1 minus top-2 output below which an answer is low-margin
   float margin_slack = 0.2f;  // CUSUM drift of the low-margin signal
   float invalid_decay = 1.0f / 32;  // how much one in-domain query takes off the invalid CUSUM
@@ -93,6 +94,10 @@ struct Limits {
 
 // Why a Model or Limits was refused; empty when valid.
 std::string validate(const Model& m, const Limits& l);
+
+// Why rows of class scores are not of the model's output_kind (probabilities: every row in [0, 1]
+// summing to 1 within 0.01; logits: not every row a distribution); empty when they are.
+std::string check_scores(const Model& m, const float* y, size_t rows);
 
 struct Result {
   std::array<float, kSignalCount> stats{};

@@ -65,6 +65,13 @@ std::optional<FloatArray> scores_or_none(const py::object& y, uint32_t classes, 
 
 const float* data_or_null(const std::optional<FloatArray>& a) { return a ? a->data() : nullptr; }
 
+// Class scores of the wrong kind are refused before anything is recorded.
+void check_kind(const Detector& d, const std::optional<FloatArray>& y, ssize_t rows) {
+  if (!y) return;
+  std::string err = check_scores(d.model(), y->data(), static_cast<size_t>(rows));
+  if (!err.empty()) throw py::value_error(err);
+}
+
 }  // namespace
 
 void init_detector(py::module_& m) {
@@ -74,7 +81,7 @@ void init_detector(py::module_& m) {
   m.attr("DETECTOR_COLUMNS") = kColumns;
   py::class_<Detector>(m, "Detector")
       .def(py::init([](uint32_t dim, const std::vector<uint32_t>& input_shape, const std::vector<uint32_t>& pool,
-                       uint32_t sketch_dim, uint32_t classes, const FloatArray& mean, const FloatArray& components,
+                       uint32_t sketch_dim, uint32_t classes, uint32_t output_kind, const FloatArray& mean, const FloatArray& components,
                        const FloatArray& sketch_center, const FloatArray& sketch_scale, float lo, float hi,
                        float mahal_ref, float resid_ref, float novelty_slack, float novelty_cap, float repeat_dist,
                        float near_dist, float chain_slack, float chain_weight_cap, float low_margin,
@@ -87,6 +94,7 @@ void init_detector(py::module_& m) {
              mo.pool = pool;
              mo.sketch_dim = sketch_dim;
              mo.classes = classes;
+             mo.output_kind = output_kind;
              // Sizes are checked against the pooled feature count by validate(); read what is there.
              mo.mean = vec(mean, static_cast<size_t>(mean.size()), "mean");
              mo.components = vec(components, static_cast<size_t>(components.size()), "components");
@@ -116,7 +124,7 @@ void init_detector(py::module_& m) {
              return new Detector(std::move(mo), li);
            }),
            py::kw_only(), py::arg("dim"), py::arg("input_shape"), py::arg("pool"), py::arg("sketch_dim"),
-           py::arg("classes"), py::arg("mean"), py::arg("components"), py::arg("sketch_center"),
+           py::arg("classes"), py::arg("output_kind") = 0, py::arg("mean"), py::arg("components"), py::arg("sketch_center"),
            py::arg("sketch_scale"), py::arg("lo"), py::arg("hi"), py::arg("mahal_ref"), py::arg("resid_ref"),
            py::arg("novelty_slack"), py::arg("novelty_cap"), py::arg("repeat_dist"), py::arg("near_dist"),
            py::arg("chain_slack"), py::arg("chain_weight_cap"), py::arg("low_margin"), py::arg("margin_slack"),
@@ -129,6 +137,7 @@ void init_detector(py::module_& m) {
            [](Detector& d, const std::string& client, const FloatArray& x, const py::object& y) {
              if (static_cast<size_t>(x.size()) != d.model().dim) throw py::value_error("x must have dim entries");
              const auto scores = scores_or_none(y, d.model().classes, 1, "y");
+             check_kind(d, scores, 1);
              Result r;
              {
                py::gil_scoped_release nogil;
@@ -144,6 +153,7 @@ void init_detector(py::module_& m) {
              if (x.ndim() != 2 || x.shape(1) != dim) throw py::value_error("X must have shape (rows, dim)");
              const ssize_t n = x.shape(0);
              const auto scores = scores_or_none(y, d.model().classes, n, "Y");
+             check_kind(d, scores, n);
              const float* yp = data_or_null(scores);
              py::array_t<float> out(std::vector<ssize_t>{n, static_cast<ssize_t>(kColumns)});
              float* o = out.mutable_data();

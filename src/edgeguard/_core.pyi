@@ -110,6 +110,7 @@ class Detector:
         pool: Sequence[int],
         sketch_dim: int,
         classes: int,
+        output_kind: int = 0,
         mean: Any,
         components: Any,
         sketch_center: Any,

@@ -173,7 +173,7 @@ def run_detector_demo(print_fn: Callable[[str], None] = print, queries: int = 60
     calibration, _ = _glyph_digits(400, rng)
     profile = Profile.build(calibration, predict=victim, streams=32, stream_length=400, noise_sigma=0.01, seed=1)
     alerts = []
-    guard = Guard(profile, Policy.protective(), on_alert=alerts.append)
+    guard = Guard(profile, Policy.protective(), on_alert=alerts.append, fleet=False)  # two clients: no fleet view
     print_fn(f"victim: softmax regression on 8x8 digits, accuracy {(victim(train_x).argmax(1) == train_y).mean():.2f}; "
              f"profile {len(profile.to_bytes())} bytes, {guard.state_bytes_per_client} bytes of state per client")
 

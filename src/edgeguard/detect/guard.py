@@ -66,7 +66,6 @@ class Guard:
         self._fleet_thresholds = profile.fleet_thresholds
         self._shape = profile.input_shape
         self._classes = profile.classes
-        self._probabilities = profile.output_kind == "probabilities"
         self._profile_digest = hashlib.sha256(profile.to_bytes()).digest()
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
@@ -98,13 +97,18 @@ class Guard:
         """
         _check_client_id(client_id)
         x = self._rows(inputs)
-        if x is None:
-            r = self._native.observe_malformed(client_id)
-        elif len(x) == 1:
-            r = self._native.observe(client_id, x, self._scores(outputs, 1))
-        else:
-            table = self._native.observe_batch(client_id, x, self._scores(outputs, len(x)))
-            return self._decide_batch(client_id, table)
+        try:
+            if x is None:
+                r = self._native.observe_malformed(client_id)
+            elif len(x) == 1:
+                r = self._native.observe(client_id, x, self._scores(outputs, 1))
+            else:
+                table = self._native.observe_batch(client_id, x, self._scores(outputs, len(x)))
+                return self._decide_batch(client_id, table)
+        except ValueError as e:  # class scores of the other kind than the profile's (checked natively)
+            if isinstance(e, DetectorArgumentError):
+                raise
+            raise DetectorArgumentError(str(e)) from None
         risk, peak, queries, first, stats, _event, fleet_risk, fleet_first, fleet_stats = r
         alert = self._alert(client_id, queries, risk, stats) if first else None
         fleet_alert = self._fleet_alert(client_id, fleet_stats) if fleet_first else None
@@ -189,17 +193,7 @@ class Guard:
         y = np.asarray(outputs, dtype=np.float32)
         if y.size != rows * self._classes:
             raise DetectorArgumentError(f"class scores must have {rows} x {self._classes} entries")
-        y = y.reshape(rows, self._classes)
-        lo, hi = float(y.min()), float(y.max())
-        distribution = lo >= -1e-4 and hi <= 1 + 1e-4 and bool(np.all(np.abs(y.sum(axis=1) - 1) <= 1e-2))
-        if self._probabilities and not distribution:
-            raise DetectorArgumentError(
-                "outputs are not probabilities (rows in [0, 1] summing to 1), but the profile was calibrated on "
-                "probabilities: pass the model's softmax output")
-        if not self._probabilities and distribution and rows * self._classes > 2:
-            raise DetectorArgumentError(
-                "outputs look like probabilities, but the profile was calibrated on logits: pass the raw scores")
-        return y
+        return y.reshape(rows, self._classes)
 
     # -------------------------------------------------------------------- apply
 
