@@ -57,10 +57,11 @@ _INVALID_ALERT = 2.0     # out-of-domain evidence before alerting; one stray is 
 _INVALID_DECAY = 1 / 32  # one in-domain query takes this much off the invalid evidence
 # Floors: the calibration pool is half the benign inputs, so its sessions hold fewer near-twins
 # and odd answers than clients drawing on a larger world. The harness's first full run (digits,
-# 300 clients of 1,000 queries per variant) found low-margin alerts at 6 and fleet chain alerts at
-# 6 in benign traffic; the floors sit above them.
+# 300 clients of 1,000 queries per variant, ten at a time on one guard) found benign low-margin
+# evidence up to 6 and fleet chain evidence up to 11 (60,000 noisy digits from 400 per fleet); the
+# floors sit above them.
 _FLOORS = {"chain": 4.0, "low_margin": 8.0, "coverage": 8.0}
-_FLEET_FLOORS = {"chain": 10.0, "low_margin": 12.0}
+_FLEET_FLOORS = {"chain": 16.0, "low_margin": 12.0}
 _NEAR_FRACTION = 0.4     # chain radius, as a fraction of the median benign nearest-neighbour distance
 _NEAR_SAMPLE = 97        # inputs per sample when measuring benign nearest-neighbour distances
 _REPEAT_QUANTILE = 0.999  # re-capture radius: this quantile of distances between noisy re-captures...
