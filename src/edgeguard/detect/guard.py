@@ -32,7 +32,9 @@ class Guard:
     ``max_clients`` bounds how many clients are tracked (each holds
     :attr:`state_bytes_per_client`); the least recently seen is forgotten first, so memory stays
     fixed however many client ids appear. ``on_alert`` is called with an :class:`AlertEvent` the
-    first time a client's risk reaches 1. ``seed`` fixes the noise a noisy degrade policy adds.
+    first time a client's risk reaches 1 (and once with ``scope="fleet"`` when the fleet view's
+    does). ``seed`` fixes the noise a noisy degrade policy adds. ``fleet`` keeps the fleet view: one
+    more state, fed by every client's queries, that sees an attack split over many client ids.
     Thread-safe.
 
     Raises:
