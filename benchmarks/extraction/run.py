@@ -1,7 +1,7 @@
 """Extraction-detection harness: edgeguard's detector and the PRADA baseline, side by side.
 
-    python benchmarks/extraction/run.py --quick            # under ~10 minutes on two cores
-    python benchmarks/extraction/run.py                    # full: 5 seeds, more clients, queries
+    python benchmarks/extraction/run.py --quick            # about 3 minutes on two cores
+    python benchmarks/extraction/run.py                    # full: 5 seeds, more clients, queries (4-9 min)
     python benchmarks/extraction/run.py --smoke --out DIR  # seconds; used by the test suite
 
 Writes results.json and results.md into --out.
