@@ -34,7 +34,7 @@ def test_profile_command_writes_a_loadable_profile(benign_npy, tmp_path, capsys)
     assert run_profile(args) == 0
     profile = Profile.load(out)
     assert profile.calibration["target_fpr"] == 0.02 and profile.thresholds[5] == 900
-    assert profile.hi[0] == pytest.approx(1.25) and profile.classes == 0
+    assert profile.hi == pytest.approx(1.25) and profile.classes == 0
     assert "signals armed" in capsys.readouterr().out
 
 

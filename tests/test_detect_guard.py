@@ -62,27 +62,34 @@ def test_off_profile_inputs_alert_but_noisy_benign_do_not(world, profile):
     assert first_alert(feed(guard, world, "noisy-camera", noisy)) is None
 
 
-def test_perturbation_chains_alert_and_exact_resubmits_do_not(world, profile):
+def test_perturbation_chains_alert_and_exact_resubmits_do_not(world):
+    profile = build_profile(world, noise_sigma=0.005)  # steps of 0.03 lie between noise and the chain radius
+    assert profile.repeat_dist < profile.near_dist
     guard = Guard(profile)
     rng = np.random.default_rng(4)
-    seeds = world.benign(5, rng)
-    steps = 0.01 * np.sign(rng.normal(size=(40, DIM)))
-    chain = np.clip(seeds[np.arange(40) % 5] + steps, 0, 1).astype(np.float32)
-    decisions = feed(guard, world, "t-rnd", chain)
+    walk = list(world.benign(5, rng))
+    chain = []
+    for i in range(80):  # five random walks of sign steps, T-RND style
+        walk[i % 5] = np.clip(walk[i % 5] + 0.03 * np.sign(rng.normal(size=DIM)), 0, 1).astype(np.float32)
+        chain.append(walk[i % 5])
+    decisions = feed(guard, world, "t-rnd", np.array(chain))
     at = first_alert(decisions)
-    assert at is not None and 6 <= at <= 20  # the first 5 queries are new seeds, so none is a near-copy
-    assert decisions[at - 1].alert.reasons[0].signal == "chain" and decisions[at - 1].alert.reasons[0].ratio >= 1
-    repeats = feed(guard, world, "retry-happy", seeds[np.arange(300) % 5])
+    assert at is not None and at <= 80
+    assert [r.signal for r in decisions[at - 1].alert.reasons] == ["chain"]
+    repeats = feed(guard, world, "retry-happy", np.array(walk * 60))
     assert first_alert(repeats) is None
-    assert not any(r.signal == "chain" for r in repeats[-1].reasons)
+    assert repeats[-1].stats[2] == 0.0  # exact resubmits are neutral
 
 
-def test_malformed_inputs_count_as_out_of_domain(profile):
+def test_malformed_inputs_count_as_out_of_domain_and_other_dtypes_are_cast(world, profile):
     guard = Guard(profile)
-    d1 = guard.observe("c", np.zeros((1, DIM), np.float64))  # wrong dtype
+    x = world.benign(1, np.random.default_rng(5))
+    d1 = guard.observe("c", x.astype(np.float64))  # numpy's default dtype: cast, scored as usual
+    assert d1.alert is None and d1.stats[0] == 0.0
     d2 = guard.observe("c", np.zeros((1, DIM + 1), np.float32))  # wrong shape
-    assert d1.alert is None and d2.alert is not None
-    assert d2.alert.reasons[0].signal == "invalid" and d2.queries == 2
+    d3 = guard.observe("c", np.zeros((1, DIM), bool))  # not a real number
+    assert d2.alert is None and d3.alert is not None
+    assert [r.signal for r in d3.alert.reasons] == ["invalid"] and d3.queries == 3
 
 
 def test_feed_dicts_and_output_lists(world, profile):
@@ -90,6 +97,11 @@ def test_feed_dicts_and_output_lists(world, profile):
     x = world.benign(1, np.random.default_rng(5))
     d = guard.observe("c", {"x": x}, [world.predict(x), np.zeros(1)])
     assert d.queries == 1
+    named = Guard(dataclasses.replace(profile, input_name="x"))
+    with pytest.raises(DetectorArgumentError, match="no input 'x'"):
+        named.observe("c", {"image": x})
+    with pytest.raises(DetectorArgumentError, match="not probabilities"):
+        guard.observe("c", x, [np.log(world.predict(x))])  # logits where probabilities were calibrated
     with pytest.raises(DetectorArgumentError, match="several inputs"):
         guard.observe("c", {"a": x, "b": x})
     with pytest.raises(DetectorArgumentError, match="class scores"):
@@ -254,11 +266,12 @@ def test_batch_alert_names_the_query_that_crossed(world, profile):
 
 
 def test_default_sizes_fit_the_state_budget(world):
-    guard = Guard(build_profile(world, sketch_dim=DIM))  # defaults: window 32, history 96
+    profile = build_profile(world, sketch_dim=DIM)
+    guard = Guard(profile)
     before = guard.state_bytes_per_client
     feed(guard, world, "c", world.benign(300, np.random.default_rng(14)))
     assert guard.state_bytes_per_client == before <= 16 * 1024
-    assert before >= 96 * DIM * 4  # the history of sketches is really held per client
+    assert before >= profile.memory * DIM + profile.bloom_bits // 8  # the memory is really held per client
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -99,14 +99,15 @@ def _rewrite_header(data, fn):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: b"NOTAPROF" + d[8:], "not an edgeguard"),
-    (lambda d: d[:8] + struct.pack("<H", 2) + d[10:], "version"),
+    (lambda d: d[:8] + struct.pack("<H", 3) + d[10:], "version"),
+    (lambda d: d[:8] + struct.pack("<H", 1) + d[10:], "version 1 .*rebuild"),
     (lambda d: d[:-1], "wrong length"),
     (lambda d: d + b"\0", "wrong length"),
     (lambda d: d[:12], "not an edgeguard|malformed"),
     (lambda d: _rewrite_header(d, lambda h: h.replace(",", ", ", 1)), "canonical"),
-    (lambda d: _rewrite_header(d, lambda h: h.replace('"window":32', '"window":"32"')), "wrong type|integer"),
+    (lambda d: _rewrite_header(d, lambda h: h.replace('"memory":320', '"memory":"320"')), "wrong type|integer"),
     (lambda d: _rewrite_header(d, lambda h: h.replace('"dim":32,', "")), "missing or unknown"),
-    (lambda d: _rewrite_header(d, lambda h: h.replace('"window":32', '"window":0')), "inconsistent"),
+    (lambda d: _rewrite_header(d, lambda h: h.replace('"memory":320', '"memory":1')), "inconsistent"),
     (lambda d: _rewrite_header(d, lambda h: h[:-1]), "malformed"),
 ])
 def test_from_bytes_rejects_malformed(profile, mutate, message):
@@ -128,7 +129,7 @@ def test_any_corruption_is_rejected_or_harmless(profile, data):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(benign=np.zeros((100, 32), np.float64)), "float32"),
+    (dict(benign=np.zeros((100, 32), np.complex64)), "real numbers"),
     (dict(benign=np.zeros((10, 32), np.float32)), "at least 64"),
     (dict(benign=np.full((100, 32), np.nan, np.float32)), "finite"),
     (dict(target_fpr=0.0), "target_fpr"),
@@ -138,7 +139,7 @@ def test_any_corruption_is_rejected_or_harmless(profile, data):
     (dict(predict=lambda x: np.zeros(len(x))), "predict"),
 ])
 def test_build_rejects_bad_arguments(world, kwargs, message):
-    args = dict(benign=world.benign(100, np.random.default_rng(0)), streams=4, stream_length=64)
+    args = dict(benign=world.benign(100, np.random.default_rng(0)), streams=8, stream_length=64)
     args.update(kwargs)
     with pytest.raises(ProfileError, match=message):
         Profile.build(**args)

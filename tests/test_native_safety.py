@@ -53,10 +53,12 @@ from edgeguard import _core
 def detector(classes, dim=16):
     k = 12
     return _core.Detector(
-        dim=dim, sketch_dim=k, classes=classes, mean=np.zeros(dim), components=np.eye(k, dim),
-        sketch_center=np.zeros(k), sketch_scale=np.ones(k), lo=np.full(dim, -10.0), hi=np.full(dim, 10.0),
-        mahal_ref=1.0, resid_ref=1.0, novelty_slack=1.0, novelty_cap=4.0, near_dist=0.1, low_margin=0.1,
-        thresholds=[float("inf")] * 7, window=32, reservoir=96, max_clients=8)
+        dim=dim, input_shape=[dim], pool=[1], sketch_dim=k, classes=classes, mean=np.zeros(dim),
+        components=np.eye(k, dim), sketch_center=np.zeros(k), sketch_scale=np.ones(k), lo=-10.0, hi=10.0,
+        mahal_ref=1.0, resid_ref=1.0, novelty_slack=1.0, novelty_cap=4.0, repeat_dist=0.0, near_dist=0.1,
+        chain_slack=0.05, chain_weight_cap=1.0, low_margin=0.1, margin_slack=0.2, invalid_decay=1 / 32, salt=1,
+        thresholds=[float("inf")] * 7, fleet_thresholds=[float("inf")] * 7, memory=320, bloom_bits=8192,
+        fleet_memory=2048, fleet_bloom_bits=65536, max_clients=8)
 """
 
 

@@ -32,12 +32,22 @@ def _substitute(x: np.ndarray, y: np.ndarray) -> LogisticRegression | None:
         return LogisticRegression(max_iter=200).fit(x, y)
 
 
-def jbda(ctx: Context, seeds: int = 10, step: float = 0.1) -> Attack:
-    """Papernot et al. 2017: Jacobian-based augmentation of a small seed set around a substitute."""
+def _in_order(ctx: Context, n: int, shuffle: bool) -> np.ndarray:
+    return ctx.rng.permutation(n) if shuffle else np.arange(n)
+
+
+def jbda(ctx: Context, seeds: int = 10, step: float = 0.1, shuffle: bool = False) -> Attack:
+    """Papernot et al. 2017: Jacobian-based augmentation of a small seed set around a substitute.
+
+    Each round trains the substitute on every labelled query so far and adds, for each of them,
+    x + step * sign(d F_y / d x); the set doubles per round, so a child follows its parent by the
+    size of the set (more than any fixed history once the set is large). ``shuffle`` sends each
+    round (and the seeds) in random order.
+    """
     xs = [ctx.pool[i] for i in ctx.rng.choice(len(ctx.pool), seeds, replace=False)]
-    ys = []
-    for x in xs:
-        ys.append(int(np.argmax((yield x))))
+    ys = [0] * len(xs)
+    for i in _in_order(ctx, len(xs), shuffle):
+        ys[i] = int(np.argmax((yield xs[i])))
     while True:
         sub = _substitute(np.array(xs), np.array(ys))
         new = []
@@ -50,20 +60,22 @@ def jbda(ctx: Context, seeds: int = 10, step: float = 0.1) -> Attack:
                 k = int(np.searchsorted(sub.classes_, y)) if y in sub.classes_ else 0
                 direction = np.sign(w[k] - p @ w)
             new.append(np.clip(x + step * direction, 0, 1).astype(np.float32))
-        for x in new:
-            xs.append(x)
-            ys.append(int(np.argmax((yield x))))
+        labels = [0] * len(new)
+        for i in _in_order(ctx, len(new), shuffle):
+            labels[i] = int(np.argmax((yield new[i])))
+        xs += new
+        ys += labels
 
 
-def t_rnd(ctx: Context, seeds: int = 10, step: float = 0.1) -> Attack:
+def t_rnd(ctx: Context, seeds: int = 10, step: float = 0.1, shuffle: bool = False) -> Attack:
     """Juuti et al. 2019 T-RND: seeds perturbed in random sign directions, set doubling per round."""
     xs = [ctx.pool[i] for i in ctx.rng.choice(len(ctx.pool), seeds, replace=False)]
-    for x in xs:
-        yield x
+    for i in _in_order(ctx, len(xs), shuffle):
+        yield xs[i]
     while True:
         new = [np.clip(x + step * np.sign(ctx.rng.normal(size=x.shape)), 0, 1).astype(np.float32) for x in xs]
-        for x in new:
-            yield x
+        for i in _in_order(ctx, len(new), shuffle):
+            yield new[i]
         xs += new
 
 
@@ -95,6 +107,44 @@ def knockoff_adaptive(ctx: Context, arms: int = 8, lr: float = 0.2) -> Attack:
         baseline += (reward - baseline) / t
         h -= lr * (reward - baseline) * pi
         h[a] += lr * (reward - baseline)
+
+
+def art_knockoff_random(ctx: Context, budget: int = 4096) -> Attack:
+    """Knockoff Nets' random strategy as implemented by IBM's Adversarial Robustness Toolbox
+    (``art.attacks.extraction.KnockoffNets``, an independent implementation): ART picks which
+    natural images to query. The random strategy's choices do not depend on the answers, so ART
+    runs once against a recording stand-in and its queries are replayed here, in ART's order; the
+    surrogate is the harness's own (ART's thieved model is not used)."""
+    import logging
+
+    from art.attacks.extraction import KnockoffNets
+    from art.estimators.classification import BlackBoxClassifier
+    from art.estimators.classification.scikitlearn import ScikitlearnClassifier
+    from sklearn.dummy import DummyClassifier
+
+    class Unused(ScikitlearnClassifier):  # ART's thieved model: nothing is learnt here
+        def fit(self, x, y, **_):
+            return None
+
+    logging.getLogger("art").setLevel(logging.ERROR)
+    asked: list[np.ndarray] = []
+
+    def record(x: np.ndarray) -> np.ndarray:
+        asked.extend(np.asarray(x, np.float32).reshape(len(x), -1))
+        return np.full((len(x), 10), 0.1, np.float32)
+
+    victim = BlackBoxClassifier(record, input_shape=(64,), nb_classes=10, clip_values=(0.0, 1.0))
+    thieved = Unused(DummyClassifier(), clip_values=(0.0, 1.0))
+    state = np.random.get_state()
+    np.random.seed(int(ctx.rng.integers(1 << 31)))  # ART draws from numpy's global generator
+    try:
+        KnockoffNets(victim, batch_size_query=64, nb_stolen=min(budget, len(ctx.natural)),
+                     sampling_strategy="random", verbose=False).extract(ctx.natural, thieved_classifier=thieved)
+    finally:
+        np.random.set_state(state)
+    yield from asked
+    while True:  # past ART's budget: more of the same distribution
+        yield ctx.natural[ctx.rng.integers(len(ctx.natural))]
 
 
 def copycat(ctx: Context) -> Attack:
@@ -162,17 +212,34 @@ def interleaved(ctx: Context, inner: Callable[[Context], Attack], every: int = 2
 
 ATTACKS: dict[str, Callable[[Context], Attack]] = {
     "jbda": jbda,
+    "jbda-100seeds": lambda ctx: jbda(ctx, seeds=100),  # each child 100-800 queries after its parent
+    "jbda-100seeds-shuffled": lambda ctx: jbda(ctx, seeds=100, shuffle=True),
     "t-rnd": t_rnd,
+    "t-rnd-100seeds-shuffled": lambda ctx: t_rnd(ctx, seeds=100, shuffle=True),
     "knockoff-random": knockoff_random,
     "knockoff-adaptive": knockoff_adaptive,
+    "knockoff-random-art": art_knockoff_random,
     "copycat-indist": copycat,
     "tramer-eqsolve": equation_solving,
     "critical-point": critical_points,
     "critical-point-inbox": lambda ctx: critical_points(ctx, inbox=True),
-    "jbda-interleaved": lambda ctx: interleaved(ctx, jbda),
-    "knockoff-interleaved": lambda ctx: interleaved(ctx, knockoff_random),
+    "jbda-interleaved-1to1": lambda ctx: interleaved(ctx, jbda, every=2),
+    "jbda-interleaved-1to4": lambda ctx: interleaved(ctx, jbda, every=5),
+    "t-rnd-interleaved-1to1": lambda ctx: interleaved(ctx, t_rnd, every=2),
+    "t-rnd-interleaved-1to4": lambda ctx: interleaved(ctx, t_rnd, every=5),
+    "knockoff-interleaved-1to4": lambda ctx: interleaved(ctx, knockoff_random, every=5),
 }
-# Split across this many client ids, round-robin (the sybil variant of an attack).
-SYBIL_IDS = 4
-SYBIL_ATTACKS = {"jbda-sybil4": jbda, "t-rnd-sybil4": t_rnd}
+# Split across client ids (round-robin or each query to a random id), with benign traffic from
+# other clients interleaved 1:1 on the same guard: detection is then the fleet view's.
+SYBIL_ATTACKS: dict[str, tuple[Callable[[Context], Attack], int, str]] = {
+    "jbda-sybil20-roundrobin": (jbda, 20, "round-robin"),
+    "jbda-sybil19-random": (jbda, 19, "random"),
+    "t-rnd-sybil20-roundrobin": (t_rnd, 20, "round-robin"),
+    "t-rnd-sybil19-random": (t_rnd, 19, "random"),
+}
+INTERLEAVED_1TO4 = {n for n in ATTACKS if n.endswith("1to4")}
+try:  # the Adversarial Robustness Toolbox is optional: pip install adversarial-robustness-toolbox
+    import art  # noqa: F401
+except ImportError:
+    del ATTACKS["knockoff-random-art"]
 LOGREG_ATTACKS = {"tramer-eqsolve"}

@@ -1,10 +1,10 @@
 """Extraction-detection harness: edgeguard's detector and the PRADA baseline, side by side.
 
-    python benchmarks/extraction/run.py --quick            # CI-sized, under two minutes
-    python benchmarks/extraction/run.py                    # full: more seeds, clients, queries
+    python benchmarks/extraction/run.py --quick            # about 3 minutes on two cores
+    python benchmarks/extraction/run.py                    # full: 5 seeds, more clients, queries (4-9 min)
     python benchmarks/extraction/run.py --smoke --out DIR  # seconds; used by the test suite
 
-Writes results.json, results.md, fidelity.png and latency.png into --out.
+Writes results.json and results.md into --out.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
+from scipy.stats import beta
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
@@ -33,11 +34,15 @@ from prada import Prada
 from edgeguard import Guard, Profile
 from edgeguard.detect import SIGNALS
 
-BENIGN_VARIANTS = ("clean", "noise", "resubmit", "skewed", "long")
-NOISE_SIGMA = 0.05
+NOISE_SIGMA = 0.02      # the declared sensor noise (clipped to [0, 1]) of the main profile
+WIDE_NOISE = 0.08       # the unclipped-noise variant's declared noise
 RESUBMIT_RATE = 0.05
 SKEW_SHARE = 0.7
+RECAPTURE_SHARE = 0.5
 FIDELITY_GOAL = 0.85
+# Benign clients; "noisy-0.08-unclipped" runs under its own profile declaring that noise.
+BENIGN_VARIANTS = ("clean", "noisy", "recapture", "resubmit", "skewed", "noisy-0.08-unclipped")
+SYBIL_BENIGN_CLIENTS = 10
 
 
 @dataclass(frozen=True)
@@ -46,23 +51,20 @@ class Config:
     seeds: int
     budget: int  # queries per attack run
     copycat_budget: int
-    benign_clients: int  # per variant
+    benign_clients: int  # per variant and seed
     benign_len: int
-    long_len: int
-    volume_budget: int
+    volume_budget: int | None
     calibration_streams: int
     calibration_len: int
     attacks: tuple[str, ...]
-    checkpoints: tuple[int, ...]
 
 
 ALL_ATTACKS = tuple(atk.ATTACKS) + tuple(atk.SYBIL_ATTACKS)
 MODES = {
-    "smoke": Config("smoke", 1, 60, 60, 2, 40, 80, 1500, 16, 300, ("critical-point", "knockoff-random"), (20, 60)),
-    "quick": Config("quick", 2, 300, 1600, 20, 150, 1200, 1500, 200, 2000, ALL_ATTACKS,
-                    (10, 25, 50, 100, 200, 300, 400, 600, 800, 1200, 1600)),
-    "full": Config("full", 5, 1000, 2000, 50, 300, 1500, 2000, 200, 2500, ALL_ATTACKS,
-                   (10, 25, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1000, 1200, 1600, 2000)),
+    "smoke": Config("smoke", 1, 80, 80, 2, 60, None, 16, 300,
+                    ("critical-point", "knockoff-random", "jbda-sybil20-roundrobin")),
+    "quick": Config("quick", 2, 400, 600, 15, 1000, None, 100, 1000, ALL_ATTACKS),
+    "full": Config("full", 5, 600, 1000, 60, 1000, None, 200, 1000, ALL_ATTACKS),
 }
 
 
@@ -84,7 +86,7 @@ class Thief:
             return float((self.truth == y[0]).mean())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            clf = MLPClassifier((64,), max_iter=300, random_state=self.seed).fit(x, y)
+            clf = MLPClassifier((64,), max_iter=150, random_state=self.seed).fit(x, y)
         return float((clf.predict(self.eval_x) == self.truth).mean())
 
     def _solve(self, x: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -97,65 +99,98 @@ class Thief:
         return (e @ w).argmax(axis=1)
 
 
-def run_attack(name, factory, ids, victim, profile, splits, natural, seed, budget, checkpoints, timings):
+def run_attack(name, victim, profile, splits, natural, seed, budget, timings):
     rng = np.random.default_rng(1000 + seed)
     guard = Guard(profile)
+    factory, ids, assign = atk.SYBIL_ATTACKS.get(name, (atk.ATTACKS.get(name), 1, "single"))
     pradas = [Prada() for _ in range(ids)]
     gen = factory(atk.Context(rng, splits.attacker, natural))
+    benign = _noisy_stream(np.random.default_rng([seed, 99]), splits.benign, budget, NOISE_SIGMA) if ids > 1 else None
     x = next(gen)
     xs, ps = [], []
-    eg_at = prada_at = None
+    eg_at = fleet_at = prada_at = None
     reasons: list = []
+    fleet_reasons: list = []
     for q in range(budget):
-        client = f"thief-{q % ids}"
+        client = f"thief-{q % ids if assign == 'round-robin' else int(rng.integers(ids))}"
         p = victim.run(x[None])
         t0 = time.perf_counter_ns()
         decision = guard.observe(client, x[None], [p])
         timings.append(time.perf_counter_ns() - t0)
         if decision.alert is not None and eg_at is None:
-            eg_at, reasons = q + 1, [r.signal for r in decision.alert.reasons if r.ratio >= 1]
-        if pradas[q % ids].observe(x, int(p.argmax())) and prada_at is None:
+            eg_at, reasons = q + 1, [r.signal for r in decision.alert.reasons]
+        if decision.fleet_alert is not None and fleet_at is None:
+            fleet_at, fleet_reasons = q + 1, [r.signal for r in decision.fleet_alert.reasons]
+        if benign is not None:  # other clients' ordinary traffic on the same guard, 1:1
+            b = benign[q]
+            d = guard.observe(f"user-{q % SYBIL_BENIGN_CLIENTS}", b[None], [victim.run(b[None])])
+            if d.fleet_alert is not None and fleet_at is None:
+                fleet_at, fleet_reasons = q + 1, [r.signal for r in d.fleet_alert.reasons]
+        if pradas[int(client.split("-")[1])].observe(x, int(p.argmax())) and prada_at is None:
             prada_at = q + 1
         xs.append(x)
         ps.append(p[0])
         x = gen.send(p[0])
     xs, ps = np.array(xs), np.array(ps)
     thief = Thief(victim, splits.benign, seed, equation_solving=name in atk.LOGREG_ATTACKS)
-    curve = [(n, thief.fidelity(xs[:n], ps[:n])) for n in checkpoints if n <= budget]
-    if not curve or curve[-1][0] != budget:
-        curve.append((budget, thief.fidelity(xs, ps)))
-    at = {n: f for n, f in curve}
+    cache: dict[int, float] = {}
 
     def fid(n):
-        return None if n is None else at.get(n, thief.fidelity(xs[:n], ps[:n]))
+        if n is None:
+            return None
+        if n not in cache:
+            cache[n] = thief.fidelity(xs[:n], ps[:n])
+        return cache[n]
 
     # What the thief's ordinary digits alone teach it: no detector can take that back.
     pool = {row.tobytes() for row in splits.attacker}
-    natural = np.array([x.tobytes() in pool for x in xs])
+    is_natural = np.array([x.tobytes() in pool for x in xs])
 
     def natural_fid(n):
-        if n is None or not natural[:n].any():
+        if n is None or not is_natural[:n].any():
             return None
-        return thief.fidelity(xs[:n][natural[:n]], ps[:n][natural[:n]])
+        return thief.fidelity(xs[:n][is_natural[:n]], ps[:n][is_natural[:n]])
 
+    detected = eg_at if ids == 1 else min((a for a in (eg_at, fleet_at) if a is not None), default=None)
     return {
-        "seed": seed, "queries": budget, "final_fidelity": curve[-1][1], "curve": curve,
-        "edgeguard": {"first_alert": eg_at, "fidelity_at_alert": fid(eg_at),
-                      "natural_fidelity_at_alert": natural_fid(eg_at), "signals": reasons},
+        "seed": seed, "queries": budget, "client_ids": ids, "assignment": assign,
+        "final_fidelity": fid(budget),
+        "edgeguard": {"first_alert": detected, "client_alert": eg_at, "fleet_alert": fleet_at,
+                      "fidelity_at_alert": fid(detected), "natural_fidelity_at_alert": natural_fid(detected),
+                      "natural_queries_at_alert": None if detected is None else int(is_natural[:detected].sum()),
+                      "signals": reasons if detected == eg_at else ["fleet:" + r for r in fleet_reasons]},
         "prada": {"first_alert": prada_at, "fidelity_at_alert": fid(prada_at)},
     }
 
 
+def _noisy_stream(rng, pool, length, sigma, clip=True, recapture=0.0):
+    """New captures of the pool's objects (re-captures of earlier ones with probability
+    ``recapture``), each under fresh Gaussian noise ``sigma``."""
+    walk = np.concatenate([rng.permutation(len(pool)) for _ in range(-(-length // len(pool)))])[:length]
+    seen: list[int] = []
+    for t in range(length):
+        if seen and rng.random() < recapture:
+            walk[t] = seen[int(rng.integers(len(seen)))]
+        else:
+            seen.append(int(walk[t]))
+    x = pool[walk] + rng.normal(0, sigma, (length, pool.shape[1])).astype(np.float32)
+    return (np.clip(x, 0, 1) if clip else x).astype(np.float32)
+
+
 def benign_stream(variant: str, rng, pool, labels, length) -> np.ndarray:
     n = len(pool)
+    if variant == "noisy":
+        return _noisy_stream(rng, pool, length, NOISE_SIGMA)
+    if variant == "recapture":
+        return _noisy_stream(rng, pool, length, NOISE_SIGMA, recapture=RECAPTURE_SHARE)
+    if variant == "noisy-0.08-unclipped":
+        return _noisy_stream(rng, pool, length, WIDE_NOISE, clip=False)
     if variant == "skewed":
         fav = np.flatnonzero(np.isin(labels, rng.choice(10, 2, replace=False)))
         idx = np.where(rng.random(length) < SKEW_SHARE, rng.choice(fav, length), rng.integers(n, size=length))
-    else:  # a user sending new inputs; a client longer than the pool sees inputs again
-        idx = rng.choice(n, length, replace=length > n)
+    else:  # a user sending new inputs; a session longer than the pool sees inputs again
+        idx = np.concatenate([rng.permutation(n) for _ in range(-(-length // n))])[:length]
     x = pool[idx].copy()
-    if variant == "noise":
-        x += rng.normal(0, NOISE_SIGMA, x.shape).astype(np.float32)
     if variant == "resubmit":
         again = np.flatnonzero(rng.random(length) < RESUBMIT_RATE)
         again = again[again > 0]
@@ -163,33 +198,52 @@ def benign_stream(variant: str, rng, pool, labels, length) -> np.ndarray:
     return x
 
 
-def run_benign(cfg, victim, profile, splits, seed, timings):
+def run_benign(cfg, victim, profiles, splits, seed, timings, group: int = 10):
+    """Every variant's clients, ``group`` at a time interleaved query by query on one guard per
+    variant (so the fleet view sees concurrent benign traffic)."""
     out = {}
     for v, variant in enumerate(BENIGN_VARIANTS):
-        length = cfg.long_len if variant == "long" else cfg.benign_len
-        guard = Guard(profile)
+        profile = profiles["wide" if variant == "noisy-0.08-unclipped" else "main"]
+        guard = Guard(profile, max_clients=4 * group)
         eg = pr = 0
+        fleet_alerts = 0
         prada_bytes = 0
-        for c in range(cfg.benign_clients):
-            rng = np.random.default_rng([seed, v, c])
-            xs = benign_stream(variant, rng, splits.benign, splits.benign_y, length)
-            ps = victim.run(xs)
-            prada = Prada()
-            eg_alert = pr_alert = False
-            for i in range(length):
-                t0 = time.perf_counter_ns()
-                d = guard.observe(f"{variant}-{c}", xs[i : i + 1], [ps[i : i + 1]])
-                timings.append(time.perf_counter_ns() - t0)
-                eg_alert |= d.alert is not None
-                pr_alert |= prada.observe(xs[i], int(ps[i].argmax()))
-            eg += eg_alert
-            pr += pr_alert
-            prada_bytes = max(prada_bytes, prada.state_bytes())
-        out[variant] = {"clients": cfg.benign_clients, "queries_per_client": length,
-                        "edgeguard_alerted": eg, "prada_alerted": pr,
-                        "edgeguard_fpr": eg / cfg.benign_clients, "prada_fpr": pr / cfg.benign_clients,
+        signals: dict[str, int] = {}
+        for g0 in range(0, cfg.benign_clients, group):
+            members = range(g0, min(cfg.benign_clients, g0 + group))
+            streams = {c: benign_stream(variant, np.random.default_rng([seed, v, c]), splits.benign,
+                                        splits.benign_y, cfg.benign_len) for c in members}
+            answers = {c: victim.run(xs) for c, xs in streams.items()}
+            pradas = {c: Prada() for c in members}
+            alerted = dict.fromkeys(members, False)
+            prada_alerted = dict.fromkeys(members, False)
+            for i in range(cfg.benign_len):
+                for c in members:
+                    t0 = time.perf_counter_ns()
+                    d = guard.observe(f"{variant}-{c}", streams[c][i : i + 1], [answers[c][i : i + 1]])
+                    timings.append(time.perf_counter_ns() - t0)
+                    if d.alert is not None:
+                        alerted[c] = True
+                        for r in d.alert.reasons:
+                            signals[r.signal] = signals.get(r.signal, 0) + 1
+                    fleet_alerts += d.fleet_alert is not None
+                    if not prada_alerted[c]:
+                        prada_alerted[c] = pradas[c].observe(streams[c][i], int(answers[c][i].argmax()))
+            eg += sum(alerted.values())
+            pr += sum(prada_alerted.values())
+            prada_bytes = max([prada_bytes] + [p.state_bytes() for p in pradas.values()])
+            for c in members:
+                guard.forget(f"{variant}-{c}")
+        out[variant] = {"clients": cfg.benign_clients, "queries_per_client": cfg.benign_len,
+                        "edgeguard_alerted": eg, "prada_alerted": pr, "signals": signals,
+                        "fleet_alerts": fleet_alerts, "fleet_queries": cfg.benign_clients * cfg.benign_len,
                         "prada_state_bytes_max": prada_bytes}
     return out
+
+
+def _upper95(k: int, n: int) -> float:
+    """Clopper-Pearson 95% upper bound of a rate observed k times in n."""
+    return 1.0 if k >= n else float(beta.ppf(0.975, k + 1, n - k))
 
 
 def _merge_benign(per_seed: list[dict]) -> dict:
@@ -199,9 +253,16 @@ def _merge_benign(per_seed: list[dict]) -> dict:
         rows = [r[variant] for r in per_seed]
         clients = sum(r["clients"] for r in rows)
         eg, pr = sum(r["edgeguard_alerted"] for r in rows), sum(r["prada_alerted"] for r in rows)
+        signals: dict[str, int] = {}
+        for r in rows:
+            for k, v in r["signals"].items():
+                signals[k] = signals.get(k, 0) + v
         out[variant] = {"clients": clients, "queries_per_client": rows[0]["queries_per_client"],
                         "edgeguard_alerted": eg, "prada_alerted": pr, "edgeguard_fpr": eg / clients,
-                        "prada_fpr": pr / clients,
+                        "edgeguard_fpr_upper95": _upper95(eg, clients), "prada_fpr": pr / clients,
+                        "prada_fpr_upper95": _upper95(pr, clients), "signals": signals,
+                        "fleet_alerts": sum(r["fleet_alerts"] for r in rows),
+                        "fleet_runs": len(rows), "fleet_queries_per_run": rows[0]["fleet_queries"],
                         "prada_state_bytes_max": max(r["prada_state_bytes_max"] for r in rows)}
     return out
 
@@ -212,7 +273,10 @@ def summarise(runs: list[dict], who: str) -> dict:
     fids = [r[who]["fidelity_at_alert"] for r in runs if r[who]["first_alert"] is not None]
     natural = [r[who]["natural_fidelity_at_alert"] for r in runs
                if r[who].get("natural_fidelity_at_alert") is not None]
+    # Misses count as never detected: the median over all runs is finite only if most were caught.
+    everything = np.median([np.inf if a is None else a for a in alerts])
     return {
+        "median_queries_all_runs": None if np.isinf(everything) else float(everything),
         "median_natural_fidelity_at_alert": float(np.median(natural)) if natural else None,
         "detection_rate": len(hit) / len(runs),
         "median_queries_to_alert": float(np.median(hit)) if hit else None,
@@ -229,6 +293,13 @@ def latency(ns: list[int]) -> dict:
             "max_us": float(us.max()), "percentiles": {str(q): float(np.percentile(us, q)) for q in pct}}
 
 
+def build_profiles(cfg, victim, splits, seed):
+    common = dict(predict=victim.run, volume_budget=cfg.volume_budget, streams=cfg.calibration_streams,
+                  stream_length=cfg.calibration_len, seed=seed, domain=(0.0, 1.0))
+    return {"main": Profile.build(splits.calibration, noise_sigma=NOISE_SIGMA, **common),
+            "wide": Profile.build(splits.calibration, noise_sigma=WIDE_NOISE, noise_clip=False, **common)}
+
+
 def run(cfg: Config) -> dict:
     started = time.time()
     splits = vic.digit_splits(0)
@@ -237,28 +308,28 @@ def run(cfg: Config) -> dict:
     if atk.LOGREG_ATTACKS & set(cfg.attacks):
         victims["logreg"] = vic.logreg_victim(splits)
     # Every seed recalibrates: threshold variation across calibrations is part of the result.
-    profiles = {
-        (k, seed): Profile.build(splits.calibration, predict=v.run, volume_budget=cfg.volume_budget,
-                                 streams=cfg.calibration_streams, stream_length=cfg.calibration_len, seed=seed)
-        for k, v in victims.items() for seed in range(cfg.seeds)
-    }
+    t0 = time.time()
+    profiles = {(k, seed): build_profiles(cfg, v, splits, seed) for k, v in victims.items() for seed in range(cfg.seeds)}
+    calibration_s = (time.time() - t0) / (2 * len(profiles))
     timings: list[int] = []
     attack_results = {}
     for name in cfg.attacks:
-        factory = atk.ATTACKS.get(name) or atk.SYBIL_ATTACKS[name]
-        ids = atk.SYBIL_IDS if name in atk.SYBIL_ATTACKS else 1
         kind = "logreg" if name in atk.LOGREG_ATTACKS else "mlp"
         budget = cfg.copycat_budget if name == "copycat-indist" else cfg.budget
-        runs = [run_attack(name, factory, ids, victims[kind], profiles[kind, s], splits, natural, s, budget,
-                           cfg.checkpoints, timings) for s in range(cfg.seeds)]
-        attack_results[name] = {"victim": kind, "client_ids": ids, "runs": runs,
+        runs = [run_attack(name, victims[kind], profiles[kind, s]["main"], splits, natural, s, budget, timings)
+                for s in range(cfg.seeds)]
+        attack_results[name] = {"victim": kind, "client_ids": runs[0]["client_ids"],
+                                "assignment": runs[0]["assignment"], "runs": runs,
                                 "edgeguard": summarise(runs, "edgeguard"), "prada": summarise(runs, "prada"),
                                 "median_final_fidelity": float(np.median([r["final_fidelity"] for r in runs]))}
+        print(f"{name}: edgeguard {attack_results[name]['edgeguard']['median_queries_to_alert']} "
+              f"prada {attack_results[name]['prada']['median_queries_to_alert']}", file=sys.stderr, flush=True)
     benign_timings: list[int] = []
     benign = _merge_benign([run_benign(cfg, victims["mlp"], profiles["mlp", s], splits, s, benign_timings)
                             for s in range(cfg.seeds)])
-    guard = Guard(profiles["mlp", 0])
+    guard = Guard(profiles["mlp", 0]["main"])
     prada_timings = _prada_latency(splits, victims["mlp"])
+    main = [p["main"] for (kind, _), p in profiles.items() if kind == "mlp"]
     results = {
         "config": asdict(cfg),
         "environment": {"python": platform.python_version(), "numpy": np.__version__,
@@ -266,17 +337,24 @@ def run(cfg: Config) -> dict:
                         "processor": platform.processor() or platform.machine()},
         "victims": {k: {"accuracy": float((v.labels(splits.benign) == splits.benign_y).mean())}
                     for k, v in victims.items()},
+        "declared_noise": {"main": {"sigma": NOISE_SIGMA, "clip": True},
+                           "noisy-0.08-unclipped": {"sigma": WIDE_NOISE, "clip": False}},
         "profiles": [{"seed": seed, "bytes": len(p.to_bytes()), "near_dist": p.near_dist,
-                      "novelty_slack": p.novelty_slack,
-                      "thresholds": dict(zip(SIGNALS, [None if np.isinf(t) else t for t in p.thresholds], strict=True))}
-                     for (kind, seed), p in profiles.items() if kind == "mlp"],
+                      "repeat_dist": p.repeat_dist, "chain_slack": p.chain_slack,
+                      "novelty_slack": p.novelty_slack, "chain_blind": p.calibration["chain_blind"],
+                      "thresholds": dict(zip(SIGNALS, [None if np.isinf(t) else t for t in p.thresholds], strict=True)),
+                      "fleet_thresholds": dict(zip(SIGNALS, [None if np.isinf(t) else t for t in p.fleet_thresholds], strict=True))}
+                     for seed, p in enumerate(main)],
+        "wide_profile_chain_blind": [p["wide"].calibration["chain_blind"] for (k, _), p in profiles.items() if k == "mlp"],
+        "calibration_seconds_per_profile": round(calibration_s, 2),
         "attacks": attack_results,
         "benign": benign,
         "latency": {"edgeguard_benign": latency(benign_timings), "edgeguard_all": latency(benign_timings + timings),
                     "prada": latency(prada_timings)},
         "state_bytes_per_client": {"edgeguard": guard.state_bytes_per_client,
+                                   "edgeguard_fleet": guard.fleet_state_bytes,
                                    "prada_max_benign": max(b["prada_state_bytes_max"] for b in benign.values())},
-        "copycat_floor": _copycat_floor(attack_results.get("copycat-indist")),
+        "copycat_floor": _copycat_floor(attack_results.get("copycat-indist"), splits, victims["mlp"]),
         "seconds": round(time.time() - started, 1),
     }
     results["goals"] = report.goals(results)
@@ -293,14 +371,19 @@ def _prada_latency(splits, victim) -> list[int]:
     return out
 
 
-def _copycat_floor(res) -> dict | None:
+def _copycat_floor(res, splits, victim) -> dict | None:
     """How many in-distribution queries an undetected thief needs for 85% fidelity."""
     if res is None:
         return None
     needed = []
     for r in res["runs"]:
-        reach = [n for n, f in r["curve"] if f >= FIDELITY_GOAL]
-        needed.append(reach[0] if reach else None)
+        thief = Thief(victim, splits.benign, r["seed"], equation_solving=False)
+        rng = np.random.default_rng(1000 + r["seed"])
+        order = rng.permutation(len(splits.attacker))
+        xs = splits.attacker[order]
+        ps = victim.run(xs)
+        reach = next((n for n in (25, 50, 75, 100, 150, 200, 297) if thief.fidelity(xs[:n], ps[:n]) >= FIDELITY_GOAL), None)
+        needed.append(reach)
     hit = [n for n in needed if n is not None]
     return {"fidelity_goal": FIDELITY_GOAL, "queries_needed_per_seed": needed,
             "median_queries_needed": float(np.median(hit)) if hit else None}
@@ -312,16 +395,21 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true", help="CI-sized run")
     mode.add_argument("--smoke", action="store_true", help="seconds-long structural check")
     ap.add_argument("--out", default="results/extraction", help="results directory")
-    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--attacks", help="comma-separated attack names (default: the mode's)")
+    ap.add_argument("--no-plots", action="store_true", help="accepted for compatibility; no plots are drawn")
     args = ap.parse_args(argv)
     cfg = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    if args.attacks:
+        names = tuple(a for a in args.attacks.split(",") if a)
+        unknown = [a for a in names if a not in ALL_ATTACKS]
+        if unknown:
+            ap.error(f"unknown attacks: {', '.join(unknown)} (known: {', '.join(ALL_ATTACKS)})")
+        cfg = replace(cfg, attacks=names)
     results = run(cfg)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(report.markdown(results))
-    if not args.no_plots:
-        report.plots(results, out)
     print(report.markdown(results))
     return 0
 

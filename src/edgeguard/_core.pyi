@@ -5,8 +5,11 @@ exactly as long as the core writes (ValueError). Argument TypeErrors of calls th
 list the arguments.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from numpy import float32
+from numpy.typing import NDArray
 from typing_extensions import Buffer
 
 TAG_LEN: int
@@ -14,6 +17,7 @@ NONCE_PREFIX_LEN: int
 MAX_CHUNK_SIZE: int
 MAX_THREADS: int  # worker threads per call; larger `threads` raise ValueError (0: all cores, capped)
 SIGNALS: tuple[str, ...]  # detector signal names, in the order of csrc/detector.h's enum Signal
+DETECTOR_COLUMNS: int  # columns of Detector's batch tables (csrc/detector_bindings.cpp, kColumns)
 
 def openssl_version() -> str: ...
 def hardware_threads() -> int: ...
@@ -88,6 +92,66 @@ class SecureBuffer:
     def readonly(self) -> bool: ...
     @property
     def exports(self) -> int: ...
+
+_Stats = tuple[float, float, float, float, float, float, float]
+# observe / observe_malformed: (risk, peak_risk, queries, first_alert, stats, event, fleet_risk,
+# fleet_first_alert, fleet_stats); event: 0 new, 1 perturbation step, 2 repeat.
+_Observation = tuple[float, float, int, bool, _Stats, int, float, bool, _Stats]
+
+class Detector:
+    """The extraction-query detector (csrc/detector.h). Raises ValueError for inconsistent
+    arguments; thread-safe; releases the GIL while scoring."""
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        input_shape: Sequence[int],
+        pool: Sequence[int],
+        sketch_dim: int,
+        classes: int,
+        output_kind: int = 0,
+        mean: Any,
+        components: Any,
+        sketch_center: Any,
+        sketch_scale: Any,
+        lo: float,
+        hi: float,
+        mahal_ref: float,
+        resid_ref: float,
+        novelty_slack: float,
+        novelty_cap: float,
+        repeat_dist: float,
+        near_dist: float,
+        chain_slack: float,
+        chain_weight_cap: float,
+        low_margin: float,
+        margin_slack: float,
+        invalid_decay: float,
+        salt: int,
+        thresholds: Sequence[float],
+        fleet_thresholds: Sequence[float],
+        memory: int,
+        bloom_bits: int,
+        fleet_memory: int,
+        fleet_bloom_bits: int,
+        max_clients: int,
+    ) -> None: ...
+    def observe(self, client: str, x: Any, y: Any) -> _Observation: ...
+    def observe_batch(self, client: str, X: Any, Y: Any) -> NDArray[float32]: ...
+    def observe_features(self, client: str, Z: Any, novelty: Any, valid: Any, low_margin: Any) -> NDArray[float32]: ...
+    def observe_malformed(self, client: str) -> _Observation: ...
+    def known(self, client: str) -> bool: ...
+    def forget(self, client: str) -> None: ...
+    def clients(self) -> int: ...
+    def evictions(self) -> int: ...
+    def state_bytes_per_client(self) -> int: ...
+    def fleet_state_bytes(self) -> int: ...
+    def pooled_dim(self) -> int: ...
+    def save(self) -> bytes: ...
+    def restore(self, blob: bytes) -> None: ...
+    def save_fleet(self) -> bytes: ...
+    def merge_fleet(self, blob: bytes) -> None: ...
 
 def harden_process() -> None:
     """prctl(PR_SET_DUMPABLE, 0). Raises OSError on failure."""

@@ -173,16 +173,18 @@ def run_detector_demo(print_fn: Callable[[str], None] = print, queries: int = 60
     train_x, train_y = _glyph_digits(600, rng)
     victim = _SoftmaxVictim(train_x, train_y)
     calibration, _ = _glyph_digits(400, rng)
-    profile = Profile.build(calibration, predict=victim, streams=32, stream_length=400, seed=1)
+    profile = Profile.build(calibration, predict=victim, streams=32, stream_length=400, noise_sigma=0.01, seed=1)
     alerts: list[AlertEvent] = []
-    guard = Guard(profile, Policy.protective(), on_alert=alerts.append)
+    guard = Guard(profile, Policy.protective(), on_alert=alerts.append, fleet=False)  # two clients: no fleet view
     print_fn(f"victim: softmax regression on 8x8 digits, accuracy {(victim(train_x).argmax(1) == train_y).mean():.2f}; "
              f"profile {len(profile.to_bytes())} bytes, {guard.state_bytes_per_client} bytes of state per client")
 
     benign, _ = _glyph_digits(queries, rng)
     seeds, _ = _glyph_digits(6, rng)
-    thief = [np.clip(seeds[i % 6] + 0.03 * np.sign(rng.normal(size=64)), 0, 1).astype(np.float32)
-             for i in range(queries)]
+    thief, walk = [], list(seeds)  # each query a random sign step from the last one of its seed
+    for i in range(queries):
+        walk[i % 6] = np.clip(walk[i % 6] + 0.05 * np.sign(rng.normal(size=64)), 0, 1).astype(np.float32)
+        thief.append(walk[i % 6])
     print_fn(f"{'query':>5}  {'benign risk':>11} {'action':<8}  {'thief risk':>10} {'action':<8}")
     shown_alert = False
     for q in range(queries):

@@ -8,7 +8,6 @@ giving the bytes to store as the sealed payload's ``detector_profile`` section.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,10 +34,31 @@ def add_profile_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.
     p.add_argument("--output-index", type=int, default=0, help="which model output holds class scores")
     p.add_argument("--domain", nargs=2, type=float, metavar=("LOW", "HIGH"),
                    help="the model's declared input value range (default: the calibration range)")
-    p.add_argument("--noise-sigma", type=float, default=0.05, help="benign sensor noise to tolerate")
+    p.add_argument("--domain-margin", type=float, default=0.25,
+                   help="accepted values extend this fraction of the domain's width beyond it (default 0.25)")
+    p.add_argument("--noise-sigma", type=float, default=0.02,
+                   help="sensor noise of one capture, in input units (default 0.02): re-captures differing by "
+                        "this much are not perturbation steps")
+    clip = p.add_mutually_exclusive_group()
+    clip.add_argument("--noise-clip", dest="noise_clip", action="store_true", default=True,
+                      help="noisy captures are clipped to the domain (default)")
+    clip.add_argument("--no-noise-clip", dest="noise_clip", action="store_false",
+                      help="noisy captures are not clipped: the accepted range widens by six sigmas")
+    p.add_argument("--resubmit-rate", type=float, default=0.05, help="exact resubmits in calibration sessions")
+    p.add_argument("--streams", type=int, default=200, help="calibration sessions replayed (default 200)")
+    p.add_argument("--stream-length", type=int, default=1000, help="queries per calibration session (default 1000)")
+    p.add_argument("--memory", type=int, default=320, help="near-duplicate memory entries per client (default 320)")
+    p.add_argument("--fleet-memory", type=int, default=2048,
+                   help="near-duplicate memory entries of the fleet view (default 2048; 0: no fleet view)")
+    p.add_argument("--max-features", type=int, default=1024,
+                   help="larger inputs are average-pooled to at most this many features (default 1024)")
     p.add_argument("--volume-budget", type=int, help="queries per client after which to alert")
     p.add_argument("--sketch-dim", type=int, default=32, help="dimension of the input sketch")
     p.add_argument("--seed", type=int, default=0, help="calibration randomness")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="show a progress bar on stderr (default: only on a terminal)")
+    bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists (never when OUTPUT is one of the inputs)")
     p.add_argument("--json", action="store_true", help="machine-readable output: one JSON document on stdout")
     return p
@@ -60,47 +80,28 @@ def run_profile(args: argparse.Namespace) -> int:
     if not isinstance(benign, np.ndarray):  # an .npz archive
         benign.close()
         raise ProfileError(f"{args.benign} is an .npz archive; profile takes one .npy array")
-    if not np.issubdtype(benign.dtype, np.number):
-        raise ProfileError(f"{args.benign} does not hold numbers")
-    predict, input_name = (None, None) if args.model is None else _onnx_predict(args.model, args.output_index)
+    if benign.dtype.kind not in "fiu":
+        raise ProfileError(f"{args.benign} does not hold real numbers")
     profile = Profile.build(
-        benign.astype(np.float32, copy=False), predict=predict, target_fpr=args.target_fpr,
-        sketch_dim=args.sketch_dim, domain=tuple(args.domain) if args.domain else None,
-        noise_sigma=args.noise_sigma, volume_budget=args.volume_budget, input_name=input_name,
-        output_index=args.output_index, seed=args.seed,
+        benign, predict=args.model, target_fpr=args.target_fpr, sketch_dim=args.sketch_dim,
+        domain=tuple(args.domain) if args.domain else None, domain_margin=args.domain_margin,
+        noise_sigma=args.noise_sigma, noise_clip=args.noise_clip, resubmit_rate=args.resubmit_rate,
+        streams=args.streams, stream_length=args.stream_length, memory=args.memory,
+        fleet_memory=args.fleet_memory, max_features=args.max_features, volume_budget=args.volume_budget,
+        output_index=args.output_index, seed=args.seed, progress=args.progress,
     )
     profile.save(args.output, overwrite=args.force)
     size = len(profile.to_bytes())
     armed = [n for n, t in zip(SIGNALS, profile.thresholds, strict=True) if t != float("inf")]
-    emit(args, {"output": args.output, "bytes": size, "features": profile.dim, "signals_armed": armed,
-                "target_fpr": args.target_fpr},
-         f"wrote {args.output}: {size} bytes, {profile.dim} features, signals armed: {', '.join(armed)}")
+    cal = profile.calibration
+    emit(args, {"output": args.output, "bytes": size, "features": profile.dim, "pooled_features": profile.pooled_dim,
+                "signals_armed": armed, "target_fpr": args.target_fpr, "seconds": cal.get("seconds"),
+                "chain_blind": cal.get("chain_blind")},
+         f"wrote {args.output}: {size} bytes, {profile.dim} features ({profile.pooled_dim} after pooling), "
+         f"signals armed: {', '.join(armed)}; calibrated in {cal.get('seconds')} s"
+         + ("; warning: the declared noise covers the whole chain radius, perturbation chains cannot be told "
+            "from re-captures" if cal.get("chain_blind") else ""))
     return 0
-
-
-def _onnx_predict(path: str, output_index: int) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
-    """A batch predict function over an ONNX model (onnxruntime is imported only when asked)."""
-    import onnxruntime as ort
-
-    try:
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own untyped errors for unreadable models
-        raise ProfileError(f"cannot load model {path}: {e}") from None
-    inputs = session.get_inputs()
-    if len(inputs) != 1:
-        raise ProfileError("the model must have exactly one input to profile")
-    name = inputs[0].name
-    if not 0 <= output_index < len(session.get_outputs()):
-        raise ProfileError(f"the model has no output {output_index}")
-    fixed_batch = inputs[0].shape and inputs[0].shape[0] == 1
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        if fixed_batch:
-            return np.concatenate([session.run(None, {name: row[None]})[output_index] for row in x])
-        scores: np.ndarray = session.run(None, {name: x})[output_index]  # onnxruntime has no type stubs
-        return scores
-
-    return predict, name
 
 
 # ------------------------------------------------------------------------------- seal

@@ -18,8 +18,8 @@ ATLAS_TECHNIQUES = (ATLAS_EXTRACT_MODEL, ATLAS_INFERENCE_API_ACCESS)
 
 _DESCRIPTIONS = {
     "invalid": "queries outside the model's declared input domain",
-    "novelty": "inputs unlike the benign reference profile, sustained over the window",
-    "chain": "small-perturbation chains: queries that are near-copies of recent ones",
+    "novelty": "inputs unlike the benign reference profile, sustained over many queries",
+    "chain": "small-perturbation chains: queries that are perturbation steps from earlier ones in the session",
     "low_margin": "many answers close to a decision boundary",
     "coverage": "input-space coverage beyond any calibrated benign client",
     "volume": "query volume beyond the configured budget",
@@ -67,6 +67,7 @@ class AlertDict(TypedDict):
     """The JSON-ready form of an :class:`AlertEvent` (:meth:`AlertEvent.to_dict`)."""
 
     event: str
+    scope: str
     client_id: str
     query_index: int
     risk: float
@@ -77,7 +78,10 @@ class AlertDict(TypedDict):
 
 @dataclass(frozen=True)
 class AlertEvent:
-    """Raised once per client, on the query whose risk first reaches 1 (a calibrated threshold)."""
+    """Raised once per client, on the query whose risk first reaches 1 (a calibrated threshold),
+    and once per guard for the fleet view (``scope == "fleet"``: every client of the model taken
+    together; ``client_id`` is then the client whose query tipped it, ``query_index`` the fleet's
+    query count). ``reasons`` are the signals that fired (ratio >= 1), strongest first."""
 
     client_id: str
     query_index: int
@@ -85,6 +89,7 @@ class AlertEvent:
     reasons: tuple[Reason, ...]
     techniques: tuple[str, ...] = ATLAS_TECHNIQUES
     timestamp: float = field(default_factory=time.time)
+    scope: str = "client"
 
     def to_dict(self) -> AlertDict:
         """A JSON-ready structured event for logs and SIEMs."""
@@ -95,6 +100,7 @@ class AlertEvent:
         ]
         return {
             "event": "edgeguard.extraction_alert",
+            "scope": self.scope,
             "client_id": self.client_id,
             "query_index": self.query_index,
             "risk": round(self.risk, 4),
@@ -125,6 +131,8 @@ class Decision:
     thresholds: tuple[float, ...] = field(repr=False)
     alert: AlertEvent | None = None
     delay_s: float = 0.0
+    fleet_risk: float = 0.0
+    fleet_alert: AlertEvent | None = None
 
     @property
     def reasons(self) -> tuple[Reason, ...]:
@@ -142,13 +150,21 @@ class Decision:
         thresholds: tuple[float, ...],
         alert: AlertEvent | None,
         delay_s: float,
+        fleet_risk: float = 0.0,
+        fleet_alert: AlertEvent | None = None,
     ) -> Decision:
         """The guard's constructor on the hot path: the same fields as ``__init__``, set without
         the frozen dataclass's per-field ``object.__setattr__`` (which costs about 1 us per query)."""
         d = object.__new__(cls)
         d.__dict__.update(client_id=client_id, action=action, risk=risk, peak_risk=peak_risk, queries=queries,
-                          stats=stats, thresholds=thresholds, alert=alert, delay_s=delay_s)
+                          stats=stats, thresholds=thresholds, alert=alert, delay_s=delay_s,
+                          fleet_risk=fleet_risk, fleet_alert=fleet_alert)
         return d
+
+
+def fired(stats: Sequence[float], thresholds: Sequence[float]) -> tuple[Reason, ...]:
+    """The signals at or above their threshold, strongest first: why an alert was raised."""
+    return reasons_from(stats, thresholds, floor=1.0)
 
 
 def reasons_from(stats: Sequence[float], thresholds: Sequence[float], floor: float = 0.5) -> tuple[Reason, ...]:

@@ -14,11 +14,12 @@ import numpy.typing as npt
 from .. import _core
 from ..audit.hooks import guard_audit as _audit_log
 from ..errors import DetectorArgumentError, DetectorError, QueryBlockedError
-from .events import SIGNALS, Action, AlertEvent, Decision, reasons_from
+from .events import SIGNALS, Action, AlertEvent, Decision, fired
 from .policy import Policy
 from .profile import Profile
 
 _STATE_MAGIC = b"EGDGUARD"
+_FLEET_MAGIC = b"EGDFLEET"
 # Longest client id, in bytes of UTF-8: what a state snapshot can hold (csrc/detector.cpp,
 # kMaxClientIdLen). Counting characters instead let one long non-ASCII id make save_state()
 # unrestorable, losing every client's state on restart.
@@ -32,7 +33,9 @@ class Guard:
     ``max_clients`` bounds how many clients are tracked (each holds
     :attr:`state_bytes_per_client`); the least recently seen is forgotten first, so memory stays
     fixed however many client ids appear. ``on_alert`` is called with an :class:`AlertEvent` the
-    first time a client's risk reaches 1. ``seed`` fixes the noise a noisy degrade policy adds.
+    first time a client's risk reaches 1 (and once with ``scope="fleet"`` when the fleet view's
+    does). ``seed`` fixes the noise a noisy degrade policy adds. ``fleet`` keeps the fleet view: one
+    more state, fed by every client's queries, that sees an attack split over many client ids.
     ``audit`` (an :class:`~edgeguard.audit.AuditLog` or a path) records every alert with its
     signals, ATLAS ids and action (docs/audit.md).
     Thread-safe.
@@ -50,6 +53,7 @@ class Guard:
         max_clients: int = 1024,
         on_alert: Callable[[AlertEvent], None] | None = None,
         seed: int | None = None,
+        fleet: bool = True,
         audit: Any = None,
     ) -> None:
         if not isinstance(profile, Profile):
@@ -63,10 +67,12 @@ class Guard:
         self.policy = policy
         self.on_alert = on_alert
         self.audit = _audit_log(audit)  # alerts (and, if enabled, every decision) go to this AuditLog
-        # The _core stub does not declare the detector bindings yet (csrc/detector_bindings.cpp).
-        self._native: Any = _core.Detector(**profile.native_args(max_clients=max_clients))  # type: ignore[attr-defined]
+        self._native: _core.Detector = _core.Detector(**profile.native_args(max_clients=max_clients, fleet=fleet))
+        self._fleet = bool(fleet) and profile.fleet_memory > 0
         self._thresholds = profile.thresholds
+        self._fleet_thresholds = profile.fleet_thresholds
         self._shape = profile.input_shape
+        self._classes = profile.classes
         self._profile_digest = hashlib.sha256(profile.to_bytes()).digest()
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
@@ -82,54 +88,83 @@ class Guard:
         """Records one request (one or more rows) from ``client_id`` and decides on its answer.
 
         ``inputs`` is what onnxruntime takes: an array, or a feed dict (the profile's
-        ``input_name`` entry, or its only entry). ``outputs`` is what it returns: an array or a
-        list of arrays (the profile's ``output_index`` one holds class scores), or None. Inputs of
-        the wrong shape or dtype are not refused here: they count as out-of-domain queries.
+        ``input_name`` entry, or its only entry). Real-valued arrays of any float or integer dtype
+        are cast to float32. ``outputs`` is what it returns: an array or a list of arrays (the
+        profile's ``output_index`` one holds class scores, of the kind the profile was calibrated
+        on: probabilities or logits), or None. Inputs of the wrong shape (or a non-numeric dtype)
+        are not refused here: they count as out-of-domain queries.
 
         Raises:
             DetectorArgumentError: client_id is not a non-empty str of at most
                 :data:`MAX_CLIENT_ID_BYTES` bytes of UTF-8 (or has no UTF-8 encoding, like a lone
-                surrogate), the feed dict is ambiguous, or outputs have no entry at the profile's
-                output_index or the wrong number of class scores.
+                surrogate), the feed dict is ambiguous or lacks the profile's input name, or
+                outputs have no entry at the profile's output_index, the wrong number of class
+                scores, or scores of the other kind (logits where the profile declares
+                probabilities, or the reverse).
         """
         _check_client_id(client_id)
         x = self._rows(inputs)
-        if x is None:
-            risk, peak, queries, first, stats = self._native.observe_malformed(client_id)
-        elif len(x) == 1:
-            risk, peak, queries, first, stats = self._native.observe(client_id, x, self._scores(outputs, 1))
-        else:
-            table = self._native.observe_batch(client_id, x, self._scores(outputs, len(x)))
-            return self._decide_batch(client_id, table)
+        try:
+            if x is None:
+                r = self._native.observe_malformed(client_id)
+            elif len(x) == 1:
+                r = self._native.observe(client_id, x, self._scores(outputs, 1))
+            else:
+                table = self._native.observe_batch(client_id, x, self._scores(outputs, len(x)))
+                return self._decide_batch(client_id, table)
+        except ValueError as e:  # class scores of the other kind than the profile's (checked natively)
+            if isinstance(e, DetectorArgumentError):
+                raise
+            raise DetectorArgumentError(str(e)) from None
+        risk, peak, queries, first, stats, _event, fleet_risk, fleet_first, fleet_stats = r
         alert = self._alert(client_id, queries, risk, stats) if first else None
-        return self._decision(client_id, risk, peak, queries, stats, alert)
+        fleet_alert = self._fleet_alert(client_id, fleet_stats) if fleet_first else None
+        return self._decision(client_id, risk, peak, queries, stats, alert, fleet_risk, fleet_alert)
 
     def _decide_batch(self, client_id: str, table: npt.NDArray[np.float32]) -> Decision:
-        """Rows of table: the 7 statistics, risk, peak risk, first-alert flag (one per query)."""
+        """Rows of table: the native batch columns (statistics, risk, peak risk, first-alert flag,
+        memory event, fleet risk, fleet first-alert flag, fleet statistics), one per query."""
+        n = len(SIGNALS)
         last = table[-1]
         queries = int(last[_VOLUME])
-        alert = None
-        if table[:, -1].any():
-            row = int(table[:, -1].argmax())
-            alert = self._alert(client_id, queries - (len(table) - 1 - row), float(table[row, -3]),
-                                tuple(float(v) for v in table[row, :-3]))
-        stats = tuple(float(v) for v in last[:-3])
-        return self._decision(client_id, float(last[-3]), float(last[-2]), queries, stats, alert)
+        alert = fleet_alert = None
+        if table[:, n + 2].any():
+            row = int(table[:, n + 2].argmax())
+            alert = self._alert(client_id, queries - (len(table) - 1 - row), float(table[row, n]),
+                                tuple(float(v) for v in table[row, :n]))
+        if table[:, n + 5].any():
+            row = int(table[:, n + 5].argmax())
+            fleet_alert = self._fleet_alert(client_id, tuple(float(v) for v in table[row, n + 6:]))
+        stats = tuple(float(v) for v in last[:n])
+        return self._decision(client_id, float(last[n]), float(last[n + 1]), queries, stats, alert,
+                              float(last[n + 4]), fleet_alert)
 
     def _alert(self, client_id: str, query_index: int, risk: float, stats: tuple[float, ...]) -> AlertEvent:
-        event = AlertEvent(client_id, query_index, risk, reasons_from(stats, self._thresholds))
+        event = AlertEvent(client_id, query_index, risk, fired(stats, self._thresholds))
+        if self.on_alert is not None:
+            self.on_alert(event)
+        return event
+
+    def _fleet_alert(self, client_id: str, stats: tuple[float, ...]) -> AlertEvent:
+        reasons = fired(stats, self._fleet_thresholds)
+        risk = max((r.ratio for r in reasons), default=1.0)
+        event = AlertEvent(client_id, int(stats[_VOLUME]), risk, reasons, scope="fleet")
         if self.on_alert is not None:
             self.on_alert(event)
         return event
 
     def _decision(
-        self, client_id: str, risk: float, peak: float, queries: int, stats: tuple[float, ...], alert: AlertEvent | None
+        self, client_id: str, risk: float, peak: float, queries: int, stats: tuple[float, ...],
+        alert: AlertEvent | None, fleet_risk: float = 0.0, fleet_alert: AlertEvent | None = None,
     ) -> Decision:
         action = self.policy.action(risk, peak)
         delay = self.policy.delay_s if action >= Action.THROTTLE else 0.0
         if self.audit is not None:
             self.audit.guard_decision(client_id, action, risk, queries, alert)
-        return Decision._new(client_id, action, risk, peak, queries, stats, self._thresholds, alert, delay)
+            if fleet_alert is not None:  # an attack split over many ids: recorded like a client's alert
+                self.audit.guard_decision(client_id, action, fleet_risk, queries, fleet_alert)
+        return Decision._new(client_id, action, risk, peak, queries, stats, self._thresholds, alert, delay,
+                             fleet_risk, fleet_alert)
 
     def _rows(self, inputs: object) -> npt.NDArray[np.float32] | None:
         """The request as contiguous float32 rows, or None if it does not fit the profile."""
@@ -142,9 +177,14 @@ class Guard:
             elif name in inputs:
                 inputs = inputs[name]
             else:
-                return None
-        if not isinstance(inputs, np.ndarray) or inputs.dtype != np.float32:
+                raise DetectorArgumentError(
+                    f"feed dict has no input {name!r} (the profile's input name); it has {sorted(map(str, inputs))}")
+        if not isinstance(inputs, np.ndarray):
             return None
+        if inputs.dtype != np.float32:
+            if inputs.dtype.kind not in "fiu":
+                return None
+            inputs = inputs.astype(np.float32)
         shape = inputs.shape
         if shape == self._shape:
             rows = 1
@@ -155,16 +195,16 @@ class Guard:
         return np.ascontiguousarray(inputs).reshape(rows, self.profile.dim)
 
     def _scores(self, outputs: object, rows: int) -> npt.NDArray[np.float32] | None:
-        if outputs is None or self.profile.classes == 0:
+        if outputs is None or self._classes == 0:
             return None
         if isinstance(outputs, Sequence) and not isinstance(outputs, np.ndarray):
             if not -len(outputs) <= self.profile.output_index < len(outputs):
                 raise DetectorArgumentError("outputs has no entry at the profile's output_index")
             outputs = outputs[self.profile.output_index]
         y = np.asarray(outputs, dtype=np.float32)
-        if y.size != rows * self.profile.classes:
-            raise DetectorArgumentError(f"class scores must have {rows} x {self.profile.classes} entries")
-        return y.reshape(rows, self.profile.classes)
+        if y.size != rows * self._classes:
+            raise DetectorArgumentError(f"class scores must have {rows} x {self._classes} entries")
+        return y.reshape(rows, self._classes)
 
     # -------------------------------------------------------------------- apply
 
@@ -237,6 +277,54 @@ class Guard:
         """Bytes of detector state each tracked client holds (fixed, whatever it sends)."""
         return int(self._native.state_bytes_per_client())
 
+    @property
+    def fleet_state_bytes(self) -> int:
+        """Bytes of the fleet view's state (fixed; 0 without a fleet view)."""
+        return int(self._native.fleet_state_bytes())
+
+    def fleet_snapshot(self) -> bytes:
+        """The fleet view's state alone (every client of this model on this device, together),
+        bound to the profile, for :meth:`merge_fleet` on another device or an aggregator.
+
+        Raises:
+            DetectorError: this guard keeps no fleet view.
+        """
+        if not self._fleet:
+            raise DetectorError("this guard keeps no fleet view (fleet=False)")
+        return _FLEET_MAGIC + self._profile_digest + bytes(self._native.save_fleet())
+
+    def merge_fleet(self, *snapshots: bytes | bytearray | memoryview) -> None:
+        """Merges other devices' :meth:`fleet_snapshot` into this guard's fleet view.
+
+        Memories are united (a query seen on any device is remembered, so a perturbation step on
+        this device of a query sent to another one is found), seen-before filters and coverage are
+        united, query counts added, and evidence and peak risk take the larger value. Snapshots are
+        checked before anything is merged.
+
+        Raises:
+            DetectorError: this guard keeps no fleet view, or a snapshot is malformed or was made
+                under another profile (nothing is merged then).
+        """
+        if not self._fleet:
+            raise DetectorError("this guard keeps no fleet view (fleet=False)")
+        blobs = [self._unwrap(bytes(b), _FLEET_MAGIC, "fleet") for b in snapshots]
+        probe = _core.Detector(**self.profile.native_args(max_clients=1))
+        for blob in blobs:  # validate all first: a bad one must not leave a half merge
+            try:
+                probe.merge_fleet(blob)
+            except ValueError as e:
+                raise DetectorError(f"fleet state rejected: {e}") from None
+        for blob in blobs:
+            self._native.merge_fleet(blob)
+
+    def _unwrap(self, blob: bytes, magic: bytes, what: str) -> bytes:
+        head = len(magic) + len(self._profile_digest)
+        if not blob.startswith(magic):
+            raise DetectorError(f"not a guard {what} snapshot")
+        if blob[len(magic) : head] != self._profile_digest:
+            raise DetectorError(f"guard {what} state was saved under a different profile")
+        return blob[head:]
+
     def save_state(self) -> bytes:
         """A snapshot of every client's state, bound to this guard's profile."""
         return _STATE_MAGIC + self._profile_digest + bytes(self._native.save())
@@ -248,14 +336,9 @@ class Guard:
             DetectorError: the snapshot is malformed, was made under another profile, or holds
                 more clients than max_clients. The current state is then kept.
         """
-        blob = bytes(blob)
-        head = len(_STATE_MAGIC) + len(self._profile_digest)
-        if not blob.startswith(_STATE_MAGIC):
-            raise DetectorError("not a guard state snapshot")
-        if blob[len(_STATE_MAGIC) : head] != self._profile_digest:
-            raise DetectorError("guard state was saved under a different profile")
+        blob = self._unwrap(bytes(blob), _STATE_MAGIC, "state")
         try:
-            self._native.restore(blob[head:])
+            self._native.restore(blob)
         except ValueError as e:
             raise DetectorError(f"guard state rejected: {e}") from None
 
