@@ -55,4 +55,20 @@ int set_non_dumpable();
 // Returns prctl(PR_GET_DUMPABLE): 1 dumpable, 0 not, -1 on error.
 int get_dumpable();
 
+// Overwrites up to `bytes` of the calling thread's stack below the caller's frame with zeros
+// (OPENSSL_cleanse), never closer than 64 KiB to the end of the thread's stack. Kernels that
+// copy weights into stack buffers (MLAS packs GEMM panels there) leave them behind when they
+// return; this clears them. Returns the number of bytes wiped.
+size_t wipe_stack(size_t bytes);
+
+// Starts `count` threads at once with default attributes, each of which wipes `bytes` of its own
+// stack before all exit together. glibc keeps the stacks of exited threads in a cache (40 MiB by
+// default) and hands them to the next threads created with the same size, unwiped: threads of a
+// destroyed thread pool leave their stacks there. Returns the threads that ran (fewer if thread
+// creation failed).
+unsigned wipe_cached_thread_stacks(unsigned count, size_t bytes);
+
+// The stack size glibc gives a thread created with default attributes.
+size_t default_thread_stack_size();
+
 }  // namespace edgeguard

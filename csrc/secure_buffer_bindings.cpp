@@ -214,4 +214,10 @@ void init_secure_buffer(py::module_& m) {
     }
   }, "prctl(PR_SET_DUMPABLE, 0). Raises OSError on failure.");
   m.def("is_dumpable", [] { return edgeguard::get_dumpable() == 1; });
+  m.def("wipe_stack", &edgeguard::wipe_stack, py::arg("bytes"),
+        "Zero up to `bytes` of the calling thread's stack below this call; returns the bytes wiped.");
+  m.def("wipe_cached_thread_stacks", &edgeguard::wipe_cached_thread_stacks, py::arg("count"), py::arg("bytes"),
+        py::call_guard<py::gil_scoped_release>(),
+        "Start `count` threads at once that each zero `bytes` of their (possibly reused) stack; returns how many ran.");
+  m.def("default_thread_stack_size", &edgeguard::default_thread_stack_size);
 }

@@ -93,3 +93,10 @@ def harden_process() -> None:
     """prctl(PR_SET_DUMPABLE, 0). Raises OSError on failure."""
 
 def is_dumpable() -> bool: ...
+def wipe_stack(bytes: int) -> int:
+    """Zero up to `bytes` of the calling thread's stack below this call; returns the bytes wiped."""
+
+def wipe_cached_thread_stacks(count: int, bytes: int) -> int:
+    """Start `count` threads at once that each zero `bytes` of their (possibly reused) stack."""
+
+def default_thread_stack_size() -> int: ...

@@ -30,7 +30,7 @@ from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
-from . import kinds
+from . import _core, kinds
 from .coverage import Coverage, graph_coverage
 from .errors import CoverageError, FormatError
 from .format import Header, ModelInfo
@@ -57,6 +57,12 @@ _STRICT_CONFIG = {
     # Prepacking makes an (unwipeable) reordered copy of every prepackable weight.
     "session.disable_prepacking": "1",
 }
+# Bytes of the calling thread's stack zeroed below run()'s frame after every strict-mode run:
+# onnxruntime's kernels leave what they copied into stack buffers there (MLAS packs 64 KiB GEMM
+# panels of the weight on the stack); measured depth on x86_64: see docs/device-guide.md.
+STACK_WIPE_BYTES = 128 * 1024
+# glibc caches the stacks of exited threads (40 MiB by default) and reuses them unwiped.
+_GLIBC_STACK_CACHE_BYTES = 40 * 1024 * 1024
 # Provider option names that make an execution provider write engines, contexts or dumps to disk.
 _DISK_WRITING_OPTION = re.compile(r"cache|dump|context|profil|save|serializ", re.IGNORECASE)
 
@@ -300,6 +306,8 @@ class InferenceSession:
             whatever onnxruntime raises for bad inputs, and whatever ``guard.apply`` raises to block.
         """
         outputs = self._session().run(output_names, input_feed, run_options)
+        if self._buffer is not None:  # strict: nothing of the weights may stay on this thread's stack
+            _core.wipe_stack(STACK_WIPE_BYTES)
         if self._guard is None:
             return outputs
         decision = self._guard.observe(client_id, input_feed, outputs)
@@ -337,9 +345,16 @@ class InferenceSession:
         A ``run`` still in progress in another thread keeps the memory mapped (it reads zeros
         and returns garbage rather than crash); nothing can fault.
         """
+        session = self._ort
         buffer, self._ort, self._buffer = self._buffer, None, None
         if buffer is not None:
             buffer.close()
+        if session is not None:
+            threads = _session_threads(session)
+            alive = weakref.ref(session)
+            del session  # the last reference, unless the caller kept onnxruntime's session
+            if alive() is None:
+                _wipe_thread_stacks(threads)
 
     def __enter__(self) -> InferenceSession:
         return self
@@ -353,6 +368,23 @@ class InferenceSession:
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.hygiene
         return f"edgeguard.InferenceSession({_model_info_str(self.metadata)}, {state})"
+
+
+def _session_threads(session: _OrtSession) -> int:
+    try:
+        return int(session.get_session_options().intra_op_num_threads) or (os.cpu_count() or 1)
+    except Exception:  # onnxruntime's errors share no base class; never fail a close over this
+        return os.cpu_count() or 1
+
+
+def _wipe_thread_stacks(threads: int) -> None:
+    """Zeroes the calling thread's stack below this frame and every thread stack glibc holds in its
+    cache: onnxruntime's intra-op threads exit when their session is destroyed, leaving their
+    stacks (with the GEMM panels their kernels packed from the weights) to be reused unwiped."""
+    _core.wipe_stack(STACK_WIPE_BYTES)
+    stack = _core.default_thread_stack_size() or 8 * 1024 * 1024
+    count = min(64, max(threads + 1, -(-_GLIBC_STACK_CACHE_BYTES // stack) + 1))
+    _core.wipe_cached_thread_stacks(count, STACK_WIPE_BYTES)
 
 
 def _coverage_message(coverage: Coverage, min_coverage: float, model: ModelInfo) -> str:

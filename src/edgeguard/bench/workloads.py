@@ -7,7 +7,7 @@ inference and detector suites need it, the crypto suite does not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,21 +150,50 @@ _SAMPLE_DTYPES = {
 }  # fmt: skip
 
 
-def sample_inputs(inputs: Sequence[Any], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic random feeds for onnxruntime input metadata (symbolic dims: `batch`, then 1).
+def sample_inputs(inputs: Sequence[Any], batch: int, seed: int = 0,
+                  shapes: Mapping[str, Sequence[int | str]] | None = None) -> dict[str, np.ndarray]:
+    """Deterministic random feeds for onnxruntime input metadata.
+
+    `shapes` gives an input's whole shape (`parse_shape`: ``"N"`` or -1 stands for the batch);
+    otherwise symbolic dims are `batch` for the first and 1 for the others.
 
     Raises:
-        ValueError: an input type the demo cannot synthesise.
+        ValueError: an input type the demo cannot synthesise, or a shape of the wrong rank.
     """
     rng = np.random.default_rng(seed)
     feeds = {}
     for meta in inputs:
         if meta.type not in _SAMPLE_DTYPES:
             raise ValueError(f"cannot make sample data for input {meta.name!r} of type {meta.type}")
-        dims = [d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(meta.shape)]
+        if shapes and meta.name in shapes:
+            given = shapes[meta.name]
+            if len(given) != len(meta.shape):
+                raise ValueError(f"input {meta.name!r} has rank {len(meta.shape)}, the shape given has {len(given)} dims")
+            dims = [batch if d in ("N", "n", -1) else int(d) for d in given]
+        else:
+            dims = [d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(meta.shape)]
         dtype = np.dtype(_SAMPLE_DTYPES[meta.type])
         if dtype.kind == "f":
             feeds[meta.name] = rng.standard_normal(dims).astype(dtype)
         else:
             feeds[meta.name] = rng.integers(0, 2 if dtype.kind == "b" else 10, size=dims).astype(dtype)
     return feeds
+
+
+def parse_shape(text: str) -> tuple[str, list[int | str]]:
+    """``"x=Nx3x64x96"`` -> ``("x", ["N", 3, 64, 96])``: an input's shape, N for the batch dim.
+
+    Raises ValueError if the text is not NAME=DIMS with DIMS integers or N separated by x.
+    """
+    name, sep, dims = text.partition("=")
+    if not sep or not name:
+        raise ValueError(f"not NAME=DIMS: {text!r}")
+    out: list[int | str] = []
+    for d in dims.split("x") if dims else []:
+        if d in ("N", "n"):
+            out.append("N")
+        elif d.isdigit():
+            out.append(int(d))
+        else:
+            raise ValueError(f"bad dimension {d!r} in {text!r}: integers or N (the batch)")
+    return name, out
