@@ -1,6 +1,7 @@
 #include "secure_buffer.h"
 
 #include <alloca.h>
+#include <malloc.h>
 #include <cstdint>
 #include <openssl/crypto.h>
 #include <pthread.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <vector>
@@ -186,6 +188,36 @@ unsigned wipe_cached_thread_stacks(unsigned count, size_t bytes) {
   for (pthread_t t : threads) pthread_join(t, nullptr);
   return static_cast<unsigned>(threads.size());
 }
+
+#ifndef MCL_ONFAULT
+#define MCL_ONFAULT 4  // Linux >= 4.4
+#endif
+
+namespace {
+std::atomic<bool> g_all_locked{false};
+std::atomic<int> g_perturb{0};
+}  // namespace
+
+int lock_all_memory() {
+  if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0) return errno;
+  g_all_locked = true;
+  return 0;
+}
+
+bool all_memory_locked() { return g_all_locked; }
+
+bool set_malloc_perturb(int byte) {
+#if defined(__GLIBC__) && defined(M_PERTURB)
+  if (mallopt(M_PERTURB, byte & 0xff) != 1) return false;
+  g_perturb = byte & 0xff;
+  return true;
+#else
+  (void)byte;
+  return false;
+#endif
+}
+
+int malloc_perturb() { return g_perturb; }
 
 size_t default_thread_stack_size() {
   pthread_attr_t attr;

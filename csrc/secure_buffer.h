@@ -68,6 +68,20 @@ size_t wipe_stack(size_t bytes);
 // creation failed).
 unsigned wipe_cached_thread_stacks(unsigned count, size_t bytes);
 
+// mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT): every page of the process, present and
+// future, stays in RAM once touched (nothing is faulted in ahead). Returns 0 or errno (ENOMEM or
+// EPERM without CAP_IPC_LOCK and a large enough RLIMIT_MEMLOCK).
+int lock_all_memory();
+// True once lock_all_memory() succeeded in this process.
+bool all_memory_locked();
+
+// glibc's mallopt(M_PERTURB, byte): free() fills every chunk it keeps with `byte` (and malloc
+// fills new chunks with ~byte); chunks of the thread cache (tcache, up to 1032 bytes) are kept
+// unfilled. 0 turns it off. Returns false where the C library is not glibc.
+bool set_malloc_perturb(int byte);
+// The byte last set by set_malloc_perturb (0: off).
+int malloc_perturb();
+
 // The stack size glibc gives a thread created with default attributes.
 size_t default_thread_stack_size();
 

@@ -10,6 +10,7 @@ GEMM panels MLAS packed from the last layer are still on the stacks.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,3 +113,22 @@ def test_strict_real_recognizer_leaves_nothing(tmp_path: Path) -> None:
             "threads": 2, "shapes": {"x": ["N", 3, 48, 160]}}
     assert run_child(spec, needles)["closed"]["found_slices"] == 0
     assert run_child({**spec, "stack_wipe_bytes": 0}, needles)["closed"]["found_slices"] > 0
+
+
+def _can_lock_everything() -> bool:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    return os.geteuid() == 0 or soft == resource.RLIM_INFINITY
+
+
+@pytest.mark.skipif(not _can_lock_everything(), reason="mlockall of a whole process needs root or no RLIMIT_MEMLOCK")
+@pytest.mark.parametrize("hygiene", ["hardened", "fast"])
+def test_hardened_process_leaves_nothing_in_either_mode(world: dict[str, Any], hygiene: str) -> None:
+    """harden_process(lock_memory=True, wipe_freed=True): onnxruntime's heap copies (a prepacked and
+    an optimized copy in hardened mode, everything in fast mode) are overwritten when freed."""
+    result = _scan(world, ("open", "closed"), hygiene=hygiene, runs=3, batch=32, threads=2,
+                   harden={"lock_memory": True, "wipe_freed": True})
+    if hygiene == "hardened":
+        assert result["open"]["hits_by_kind"].get("heap", 0) > 0  # copies exist while open, in the heap
+    assert result["closed"]["found_slices"] == 0, result["closed"]

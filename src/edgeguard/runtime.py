@@ -38,7 +38,7 @@ from .freshness import Clock, VersionStore, check_validity
 from .keys import resolve_trust
 from .kinds.onnx import WEIGHTS_LOCATION
 from .recipients import resolve_identities
-from .secure_memory import MemoryReport, SecureBuffer, memory_report
+from .secure_memory import MemoryReport, SecureBuffer, memory_report, process_hardening
 from .unseal import Opened, decrypt_file
 
 # onnxruntime (1.32, Linux) opens a telemetry store under ~/.cache/Microsoft/DeveloperTools when it is
@@ -50,13 +50,16 @@ import onnxruntime as ort
 ort.disable_telemetry_events()
 
 _log = logging.getLogger(__name__)
-HYGIENE_MODES = ("strict", "fast")
+HYGIENE_MODES = ("strict", "fast", "hardened")
 _STRICT_CONFIG = {
     # onnxruntime >= 1.31: use the in-memory external data in place instead of copying it.
     "session.use_external_initializer_file_buffers_directly": "1",
     # Prepacking makes an (unwipeable) reordered copy of every prepackable weight.
     "session.disable_prepacking": "1",
 }
+# hygiene="hardened": weights in place as in strict mode, but prepacking and graph optimizations on
+# (their copies live in the process's locked, non-dumpable, wiped-on-free heap).
+_HARDENED_CONFIG = {"session.use_external_initializer_file_buffers_directly": "1"}
 # Bytes of the calling thread's stack zeroed below run()'s frame after every strict-mode run:
 # onnxruntime's kernels leave what they copied into stack buffers there (MLAS packs 64 KiB GEMM
 # panels of the weight on the stack); measured depth on x86_64: see docs/device-guide.md.
@@ -180,6 +183,15 @@ class InferenceSession:
     hygiene="fast": onnxruntime copies the weights and may prepack and optimize them (plain
     onnxruntime speed); the secure buffer is wiped and released as soon as the session exists,
     but the weights then live for the session's life in onnxruntime's ordinary heap.
+    hygiene="hardened": for a process that called
+    ``edgeguard.harden_process(lock_memory=True, wipe_freed=True)`` (else ValueError): the
+    weights are read in place from the secure buffer like in strict mode, but onnxruntime may
+    prepack and optimize them (plain onnxruntime speed); those derived copies live in the
+    process's heap, which is then locked in RAM, non-dumpable and overwritten when freed.
+    In strict and hardened mode every ``run`` zeroes the calling thread's stack below it
+    (kernels leave copies of weight panels there), and ``close`` also zeroes the stacks that
+    onnxruntime's exited worker threads leave in glibc's cache. See docs/device-guide.md for
+    what each mode leaves where.
 
     `guard`: any object with ``observe(client_id, inputs, outputs) -> decision`` and
     ``apply(decision, outputs) -> outputs`` (edgeguard's extraction detector). When given,
@@ -204,7 +216,7 @@ class InferenceSession:
         CoverageError: strict mode, and less than `min_coverage` of the weights would be read from
             the secure buffer (a file sealed by an older edgeguard: re-seal it).
         KeyFileError: an identity or trust key cannot be loaded (TokenError: a PKCS#11 token).
-        ValueError: bad `hygiene` or `min_coverage`, no identity, empty trust, or options that would write to disk.
+        ValueError: bad `hygiene` or `min_coverage`, "hardened" in a process not hardened, no identity, empty trust, or options that would write to disk.
         OSError: the file cannot be read.
         onnxruntime's own errors if it rejects the (authentic) model or the options.
     """
@@ -231,6 +243,11 @@ class InferenceSession:
             raise ValueError(f"hygiene must be one of {', '.join(HYGIENE_MODES)}")
         if isinstance(min_coverage, bool) or not isinstance(min_coverage, (int, float)) or not 0.0 <= min_coverage <= 1.0:
             raise ValueError("min_coverage must be a number from 0.0 to 1.0")
+        if hygiene == "hardened" and not process_hardening().complete:
+            raise ValueError(
+                'hygiene="hardened" needs a hardened process: call '
+                "edgeguard.harden_process(lock_memory=True, wipe_freed=True) first"
+            )
         options = sess_options if sess_options is not None else ort.SessionOptions()
         _check_no_disk_writes(options, providers, provider_options)
         self._guard = guard
@@ -261,7 +278,7 @@ class InferenceSession:
         # to both objects so it is never unmapped under them. A closed buffer holds no RAM.
         session._edgeguard_weights = buffer
         weakref.finalize(options, _keep_alive, buffer)
-        if hygiene == "strict":
+        if hygiene != "fast":
             self._buffer = buffer
         else:
             buffer.close()  # onnxruntime copied everything it needs during session creation
@@ -274,6 +291,9 @@ class InferenceSession:
         if self.hygiene == "strict":
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             for key, value in _STRICT_CONFIG.items():
+                options.add_session_config_entry(key, value)
+        elif self.hygiene == "hardened":
+            for key, value in _HARDENED_CONFIG.items():
                 options.add_session_config_entry(key, value)
         weights = layout.section(buffer, "weights")
         graph = bytes(layout.section(buffer, "graph"))
@@ -306,7 +326,7 @@ class InferenceSession:
             whatever onnxruntime raises for bad inputs, and whatever ``guard.apply`` raises to block.
         """
         outputs = self._session().run(output_names, input_feed, run_options)
-        if self._buffer is not None:  # strict: nothing of the weights may stay on this thread's stack
+        if self._buffer is not None:  # strict, hardened: nothing of the weights may stay on this stack
             _core.wipe_stack(STACK_WIPE_BYTES)
         if self._guard is None:
             return outputs

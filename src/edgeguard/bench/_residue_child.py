@@ -37,6 +37,8 @@ def main() -> None:
         import edgeguard.runtime
 
         edgeguard.runtime.STACK_WIPE_BYTES = int(spec["stack_wipe_bytes"])
+    if spec.get("harden"):  # {"lock_memory": bool, "wipe_freed": bool}
+        edgeguard.harden_process(**spec["harden"])
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(spec.get("threads", 1))
     if spec.get("arena") is False:
