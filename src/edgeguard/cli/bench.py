@@ -19,11 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..bench.crypto import MIB, BenchError, CryptoConfig, run_crypto_suite
-from ..bench.results import ResultsError, dump, make_document
 from ..format import MAGIC
 from ._common import EXIT_FORMAT, EXIT_USAGE, CliError, check_outputs, say
 
+MIB = 1 << 20
 SUITES = ("crypto", "load", "inference", "detector")
 # They generate (or take the user's) ONNX models and seal them at run time: that needs onnx.
 ONNX_SUITES = ("load", "inference", "detector")
@@ -152,7 +151,9 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the chosen suites with the mode's presets and returns the result document."""
     from edgeguard.bench import workloads
 
+    from ..bench.crypto import CryptoConfig, run_crypto_suite
     from ..bench.detector import DetectorConfig, run_detector_suite
+    from ..bench.results import make_document
     from ..bench.runtime import InferenceConfig, LoadConfig, run_inference_suite, run_load_suite
 
     full = args.mode == "full"
@@ -237,6 +238,9 @@ def run_bench(args: argparse.Namespace) -> int:
             arguments do not fit together (exit code EXIT_USAGE), an output cannot or must not
             be written, or ``--model`` is not an ONNX model (EXIT_FORMAT).
     """
+    from ..bench.crypto import BenchError
+    from ..bench.results import ResultsError, dump
+
     try:
         if args.bench_command == "report":
             return _report(args)

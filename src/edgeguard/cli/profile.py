@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..detect import SIGNALS, Profile
 from ..errors import ProfileError
+
+if TYPE_CHECKING:  # numpy and the detector load only when a profile is built or read (CLI start-up)
+    import numpy as np
 from ._common import check_outputs, emit
 
 # ---------------------------------------------------------------------------- profile
@@ -52,6 +52,10 @@ def run_profile(args: argparse.Namespace) -> int:
         ProfileError: unreadable or non-numeric inputs, an unusable model, or too few inputs.
         OSError: the profile cannot be written.
     """
+    import numpy as np
+
+    from ..detect import SIGNALS, Profile
+
     check_outputs([args.output], [args.benign, args.model], force=args.force)
     try:
         benign = np.load(args.benign, allow_pickle=False)
@@ -80,6 +84,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
 def _onnx_predict(path: str, output_index: int) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """A batch predict function over an ONNX model (onnxruntime is imported only when asked)."""
+    import numpy as np
     import onnxruntime as ort
 
     try:
@@ -122,4 +127,6 @@ def profile_section(args: argparse.Namespace) -> bytes | None:
     """
     if getattr(args, "detector_profile", None) is None:
         return None
+    from ..detect import Profile
+
     return Profile.load(args.detector_profile).to_bytes()
