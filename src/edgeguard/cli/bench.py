@@ -1,6 +1,7 @@
 """The ``edgeguard bench`` subcommand, for the main CLI to mount with ``add_bench_parser``.
 
-    edgeguard bench [--quick | --full] [--suite crypto,load,inference,detector] [--model MODEL.onnx]
+    edgeguard bench [--quick | --full] [--suite crypto,load,inference,detector,verify]
+                    [--model MODEL.onnx [--shape NAME=Nx3x64x96 ...]] [--intra-threads N]
                     [--threads 1,2,4] [--output FILE [--force]] [--json] [--label NAME]
     edgeguard bench report RESULTS.json ... --out DIR [--no-plots] [--force] [--json]
 
@@ -23,7 +24,8 @@ from ..format import MAGIC
 from ._common import EXIT_FORMAT, EXIT_USAGE, CliError, check_outputs, say
 
 MIB = 1 << 20
-SUITES = ("crypto", "load", "inference", "detector")
+SUITES = ("crypto", "load", "inference", "detector", "verify")
+DEFAULT_SUITES = ("crypto", "load", "inference", "detector")  # verify writes and reads a 64-256 MiB file
 # They generate (or take the user's) ONNX models and seal them at run time: that needs onnx.
 ONNX_SUITES = ("load", "inference", "detector")
 
@@ -56,6 +58,15 @@ def _size_list(text: str) -> list[float]:
     return values
 
 
+def _shape(text: str) -> tuple[str, list[int | str]]:
+    from ..bench.workloads import parse_shape
+
+    try:
+        return parse_shape(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -84,9 +95,15 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.Ar
                       help="64 MiB up to 1 GiB crypto payloads as free memory allows, 8/32/128 MB models, "
                            "5 repetitions, longer latency runs")
     p.set_defaults(mode="quick", func=run_bench, bench_command=None)
-    p.add_argument("--suite", dest="suites", type=_suite_list, default=list(SUITES),
-                   help=f"comma-separated suites to run (default: all of {','.join(SUITES)})")
+    p.add_argument("--suite", dest="suites", type=_suite_list, default=list(DEFAULT_SUITES),
+                   help=f"comma-separated suites to run, of {','.join(SUITES)} (default: {','.join(DEFAULT_SUITES)})")
     p.add_argument("--model", help="your ONNX model for the load and inference suites, instead of synthetic MLPs")
+    p.add_argument("--shape", action="append", type=_shape, default=[], metavar="NAME=DIMS",
+                   help="an input's whole shape for the sample inputs, N for the batch dim, e.g. x=Nx3x64x96 "
+                        "(repeatable; default: symbolic dims are the batch first, then 1)")
+    p.add_argument("--intra-threads", type=int, default=0, metavar="N",
+                   help="onnxruntime intra-op threads of every session in the inference suite (default 0: its own default)")
+    p.add_argument("--verify-mib", type=_positive_int, help="payload size of the verify suite (default: quick 64, full 256)")
     p.add_argument("--sizes", type=_size_list, help="synthetic model sizes in MB for the load suite (inference uses the middle one), e.g. 8,32,128")
     p.add_argument("--threads", type=_thread_list, help="thread counts to measure, e.g. 1,2,4; 1 is "
                    "always added (default: 1, 2, ... every hardware thread)")
@@ -137,8 +154,18 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
                      f", strict peak RSS {r['strict_peak_rss_over_model']:.2f}x model")
     for b in suites.get("inference", {}).get("batches", []):
         r = b["ratios"]
+        hardened = f", hardened {r['hardened_p50_over_plain']:.2f}x" if "hardened_p50_over_plain" in r else ""
         lines.append(f"  inference b{b['batch']}: plain p50 {_ms(b['modes']['plain']['p50_s'])}"
-                     f", strict {r['strict_p50_over_plain']:.2f}x, fast {r['fast_p50_over_plain']:.3f}x")
+                     f", strict {r['strict_p50_over_plain']:.2f}x, fast {r['fast_p50_over_plain']:.3f}x{hardened}")
+    inf = suites.get("inference", {})
+    for name, g in inf.get("goals", {}).items():
+        lines.append(f"  goal {name}: {g['value']:.2f} (limit {g['limit']}) {'met' if g['met'] else 'MISSED'}")
+    ver = suites.get("verify")
+    if ver:
+        c = ver["commands"]
+        lines.append(f"  verify {ver['file_bytes'] / 2**20:.0f} MiB: edgeguard {_ms(c['edgeguard_verify']['median_s'])}"
+                     f", openssl dgst {_ms(c['openssl_dgst']['median_s'])}: {ver['ratios']['verify_over_openssl']:.2f}x"
+                     f" (CLI start-up {_ms(c['edgeguard_startup']['median_s'])})")
     det = suites.get("detector")
     if det:
         o, g = det["observe"][0], det["guarded_run"]
@@ -155,8 +182,10 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
     from ..bench.detector import DetectorConfig, run_detector_suite
     from ..bench.results import make_document
     from ..bench.runtime import InferenceConfig, LoadConfig, run_inference_suite, run_load_suite
+    from ..bench.verify import VerifyConfig, run_verify_suite
 
     full = args.mode == "full"
+    shapes = dict(args.shape) or None
     progress = False if args.no_progress else None
     out: dict[str, Any] = {}
     if "crypto" in args.suites:
@@ -172,6 +201,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         if runtime:
             load = LoadConfig.full() if full else LoadConfig.quick()
             load.sizes_mb = args.sizes or load.sizes_mb
+            load.shapes = shapes
             if args.repetitions:
                 load.repetitions = args.repetitions
             models = ([workloads.user_model(args.model, tmp)] if args.model else
@@ -182,10 +212,19 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             if "inference" in runtime:
                 # One model: the user's, else the middle synthetic size.
                 inference = InferenceConfig.full() if full else InferenceConfig.quick()
+                inference.shapes, inference.intra_op_threads = shapes, args.intra_threads
                 out["inference"] = run_inference_suite(inference, models[len(models) // 2], progress=progress)
         if "detector" in args.suites:
             out["detector"] = run_detector_suite(DetectorConfig.full() if full else DetectorConfig.quick(), tmp,
                                                  progress=progress)
+        if "verify" in args.suites:
+            verify = VerifyConfig.full() if full else VerifyConfig.quick()
+            verify.openssl = args.openssl
+            if args.verify_mib:
+                verify.size_mib = args.verify_mib
+            if args.repetitions:
+                verify.repetitions = args.repetitions
+            out["verify"] = run_verify_suite(verify, tmp, progress=progress)
     return make_document(out, args.mode, label=args.label)
 
 
@@ -250,6 +289,8 @@ def run_bench(args: argparse.Namespace) -> int:
                            hint="pip install 'edgeguard[bench]', or run --suite crypto alone")
         if args.model and not {"load", "inference"} & set(args.suites):
             raise CliError("--model applies to the load and inference suites only", code=EXIT_USAGE)
+        if args.shape and not {"load", "inference"} & set(args.suites):
+            raise CliError("--shape applies to the load and inference suites only", code=EXIT_USAGE)
         if args.model and args.sizes:
             raise CliError("--sizes sizes synthetic models; it cannot be combined with --model", code=EXIT_USAGE)
         if args.output:
