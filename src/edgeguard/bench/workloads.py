@@ -31,6 +31,7 @@ class Workload:
     trust: Path
     width: int | None = None
     layers: int | None = None
+    sealed_optimized: bool = False  # sealed from onnxruntime's basic offline optimization (seal --optimize)
 
     @property
     def model_bytes(self) -> int:
@@ -38,7 +39,8 @@ class Workload:
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "model_bytes": self.model_bytes,
-                "sealed_bytes": self.sealed.stat().st_size, "width": self.width, "layers": self.layers}
+                "sealed_bytes": self.sealed.stat().st_size, "width": self.width, "layers": self.layers,
+                "sealed_optimized": self.sealed_optimized}
 
 
 def make_mlp(path: Path, size_mb: float) -> tuple[int, int]:
@@ -97,8 +99,10 @@ def make_classifier(path: Path, dim: int, hidden: int, classes: int, seed: int =
 
 
 def seal(model: Path, tmp: Path, name: str, source: str, width: int | None = None,
-         layers: int | None = None) -> Workload:
+         layers: int | None = None, optimize: bool = False) -> Workload:
     """Seals ``model`` into ``tmp`` for a fresh device key (P-256) with a fresh Ed25519 publisher key.
+    `optimize`: seal onnxruntime's basic offline optimization of it (``edgeguard seal --optimize``);
+    plain onnxruntime still loads ``model`` itself.
 
     Raises ImportError without onnx, FormatError if the file is not a usable ONNX model, OSError.
     """
@@ -114,24 +118,31 @@ def seal(model: Path, tmp: Path, name: str, source: str, width: int | None = Non
     recipient.write_bytes(public_pem(device.public_key()))
     trust.write_bytes(signer.verifying_key.public_pem())
     sealed = tmp / f"{name}.sealed"
-    seal_model(model, sealed, signer=signer, recipients=[load_recipient(recipient)], overwrite=True)
-    return Workload(name, source, model, sealed, identity, trust, width, layers)
+    source_model = model
+    if optimize:
+        from edgeguard.optimize import optimize_onnx
+
+        source_model = tmp / f"{name}.optimized.onnx"
+        source_model.unlink(missing_ok=True)
+        optimize_onnx(model, source_model)
+    seal_model(source_model, sealed, signer=signer, recipients=[load_recipient(recipient)], overwrite=True)
+    return Workload(name, source, model, sealed, identity, trust, width, layers, optimize)
 
 
-def synthetic(size_mb: float, tmp: Path) -> Workload:
+def synthetic(size_mb: float, tmp: Path, optimize: bool = False) -> Workload:
     """A sealed synthetic MLP of about ``size_mb`` MB in ``tmp``. Raises ImportError without onnx."""
     name = f"mlp-{size_mb:g}mb"
     width, layers = make_mlp(tmp / f"{name}.onnx", size_mb)
-    return seal(tmp / f"{name}.onnx", tmp, name, "synthetic", width, layers)
+    return seal(tmp / f"{name}.onnx", tmp, name, "synthetic", width, layers, optimize)
 
 
-def user_model(path: str | Path, tmp: Path) -> Workload:
+def user_model(path: str | Path, tmp: Path, optimize: bool = False) -> Workload:
     """The user's ONNX model, sealed into ``tmp``.
 
     Raises ImportError without onnx, FormatError if it is not an ONNX model, OSError.
     """
     path = Path(path)
-    return seal(path, tmp, path.stem, "user")
+    return seal(path, tmp, path.stem, "user", optimize=optimize)
 
 
 def latency_stats(samples_s: list[float]) -> dict[str, Any]:

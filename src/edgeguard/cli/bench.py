@@ -103,6 +103,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.Ar
                         "(repeatable; default: symbolic dims are the batch first, then 1)")
     p.add_argument("--intra-threads", type=int, default=0, metavar="N",
                    help="onnxruntime intra-op threads of every session in the inference suite (default 0: its own default)")
+    p.add_argument("--seal-optimize", action="store_true",
+                   help="seal onnxruntime's basic offline optimization of the model (edgeguard seal --optimize); "
+                        "plain onnxruntime still loads the original")
     p.add_argument("--verify-mib", type=_positive_int, help="payload size of the verify suite (default: quick 64, full 256)")
     p.add_argument("--sizes", type=_size_list, help="synthetic model sizes in MB for the load suite (inference uses the middle one), e.g. 8,32,128")
     p.add_argument("--threads", type=_thread_list, help="thread counts to measure, e.g. 1,2,4; 1 is "
@@ -204,8 +207,8 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             load.shapes = shapes
             if args.repetitions:
                 load.repetitions = args.repetitions
-            models = ([workloads.user_model(args.model, tmp)] if args.model else
-                      [workloads.synthetic(size, tmp) for size in load.sizes_mb])
+            models = ([workloads.user_model(args.model, tmp, args.seal_optimize)] if args.model else
+                      [workloads.synthetic(size, tmp, args.seal_optimize) for size in load.sizes_mb])
             if "load" in runtime:
                 probe = workloads.synthetic(0.02, tmp)  # what a session costs without weights
                 out["load"] = run_load_suite(load, models, probe, progress=progress)
