@@ -150,11 +150,13 @@ def test_user_model_through_the_cli(tmp_path, capsys) -> None:
     model = tmp_path / "mine.onnx"
     workloads.make_classifier(model, dim=16, hidden=32, classes=4)
     out = tmp_path / "r.json"
-    assert main(["bench", "--suite", "inference", "--model", str(model), "--no-progress", "-o", str(out)]) == 0
+    assert main(["bench", "--suite", "inference", "--model", str(model), "--no-progress", "--no-hardened",
+                 "-o", str(out)]) == 0
     doc = load(out)
     inf = doc["suites"]["inference"]
     assert set(doc["suites"]) == {"inference"}
     assert inf["model"]["source"] == "user" and inf["model"]["model_bytes"] == model.stat().st_size
+    assert "hardened" not in inf["config"]["modes"]
     assert "inference b1" in capsys.readouterr().err
 
 

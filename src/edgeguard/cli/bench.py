@@ -106,6 +106,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.Ar
     p.add_argument("--seal-optimize", action="store_true",
                    help="seal onnxruntime's basic offline optimization of the model (edgeguard seal --optimize); "
                         "plain onnxruntime still loads the original")
+    p.add_argument("--no-hardened", action="store_true",
+                   help="skip the hardened mode (measuring its inference hardens this process: non-dumpable, "
+                        "mlockall; by default it is measured where the process may lock all its memory)")
     p.add_argument("--verify-mib", type=_positive_int, help="payload size of the verify suite (default: quick 64, full 256)")
     p.add_argument("--sizes", type=_size_list, help="synthetic model sizes in MB for the load suite (inference uses the middle one), e.g. 8,32,128")
     p.add_argument("--threads", type=_thread_list, help="thread counts to measure, e.g. 1,2,4; 1 is "
@@ -205,6 +208,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             load = LoadConfig.full() if full else LoadConfig.quick()
             load.sizes_mb = args.sizes or load.sizes_mb
             load.shapes = shapes
+            load.hardened = False if args.no_hardened else None
             if args.repetitions:
                 load.repetitions = args.repetitions
             models = ([workloads.user_model(args.model, tmp, args.seal_optimize)] if args.model else
@@ -216,6 +220,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 # One model: the user's, else the middle synthetic size.
                 inference = InferenceConfig.full() if full else InferenceConfig.quick()
                 inference.shapes, inference.intra_op_threads = shapes, args.intra_threads
+                inference.hardened = False if args.no_hardened else None
                 out["inference"] = run_inference_suite(inference, models[len(models) // 2], progress=progress)
         if "detector" in args.suites:
             out["detector"] = run_detector_suite(DetectorConfig.full() if full else DetectorConfig.quick(), tmp,
