@@ -325,9 +325,11 @@ class InferenceSession:
             ValueError: the session is closed.
             whatever onnxruntime raises for bad inputs, and whatever ``guard.apply`` raises to block.
         """
-        outputs = self._session().run(output_names, input_feed, run_options)
-        if self._buffer is not None:  # strict, hardened: nothing of the weights may stay on this stack
-            _core.wipe_stack(STACK_WIPE_BYTES)
+        try:
+            outputs = self._session().run(output_names, input_feed, run_options)
+        finally:
+            if self._buffer is not None:  # strict, hardened: nothing of the weights may stay on this stack
+                _core.wipe_stack(STACK_WIPE_BYTES)
         if self._guard is None:
             return outputs
         decision = self._guard.observe(client_id, input_feed, outputs)
