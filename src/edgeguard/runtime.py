@@ -10,6 +10,10 @@ Security properties:
   ``hygiene="strict"`` makes onnxruntime read the weights in place from it (no copy of the
   weights in onnxruntime's heap; graph optimizations and prepacking off). ``hygiene="fast"``
   lets onnxruntime copy, prepack and optimize, then wipes and releases the buffer at once.
+  ``hygiene="hardened"`` reads in place like strict but lets onnxruntime prepack and optimize, in a
+  process that :func:`~edgeguard.secure_memory.harden_process` locked, made non-dumpable and set
+  to wipe freed memory. Strict and hardened sessions leave no slice of the weights in the process
+  after ``close()`` (stack panels are wiped after each run and at close).
 * onnxruntime is never allowed to write a derived model, a profile or an EP cache to disk.
 
 This module never imports ``onnx``.
@@ -60,7 +64,7 @@ _STRICT_CONFIG = {
 # hygiene="hardened": weights in place as in strict mode, but prepacking and graph optimizations on
 # (their copies live in the process's locked, non-dumpable, wiped-on-free heap).
 _HARDENED_CONFIG = {"session.use_external_initializer_file_buffers_directly": "1"}
-# Bytes of the calling thread's stack zeroed below run()'s frame after every strict-mode run:
+# Bytes of the calling thread's stack zeroed below run()'s frame after every strict or hardened run:
 # onnxruntime's kernels leave what they copied into stack buffers there (MLAS packs 64 KiB GEMM
 # panels of the weight on the stack); measured depth on x86_64: see docs/device-guide.md.
 STACK_WIPE_BYTES = 128 * 1024
