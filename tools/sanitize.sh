@@ -44,6 +44,7 @@ deselect=(
   "tests/test_runtime_nodisk.py::test_loading_opens_no_file_for_writing"
   "tests/test_residue.py"
   "tests/test_secure_memory.py::test_hardened_mode_needs_a_hardened_process_and_harden_process_reports_it"
+  "tests/test_runtime.py::test_hardened_mode_matches_plain_onnxruntime"
   "tests/test_runtime.py::test_strict_peak_rss_is_about_one_model_size"
 )
 # --------------------------------------------------------------------------------------------------
