@@ -72,7 +72,7 @@ def test_report_of_invalid_file_fails_cleanly(capsys, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--suite", "crypto", "--model", "m.onnx"], "--model applies to the load and inference suites only"),
+    (["--suite", "crypto", "--model", "m.onnx"], "--model applies to the load, inference and residue suites only"),
     (["--suite", "load", "--model", "m.onnx", "--sizes", "8"], "cannot be combined with --model"),
 ])
 def test_model_options_that_do_not_fit_are_usage_errors(capsys, argv, message) -> None:

@@ -132,3 +132,19 @@ def test_hardened_process_leaves_nothing_in_either_mode(world: dict[str, Any], h
     if hygiene == "hardened":
         assert result["open"]["hits_by_kind"].get("heap", 0) > 0  # copies exist while open, in the heap
     assert result["closed"]["found_slices"] == 0, result["closed"]
+
+
+def test_residue_suite_document(world: dict[str, Any], tmp_path: Path) -> None:
+    from edgeguard.bench import workloads
+    from edgeguard.bench.residue import run_residue_suite
+    from edgeguard.bench.results import make_document, validate
+
+    w = workloads.synthetic(1, tmp_path)
+    section = run_residue_suite(w, runs=1, batch=4, hardened=False, progress=False)
+    validate(make_document({"residue": section}, "quick"))
+    modes = [(r["mode"], r["intra_op_threads"], r["variant"]) for r in section["results"]]
+    assert modes == [("strict", 1, "default"), ("strict", 1, "default"), ("strict", 2, "default"),
+                     ("fast", 2, "default"), ("fast", 2, "wipe_freed")]
+    assert section["goals"]["strict_residue"] == {"value": 0, "limit": 0, "met": True}
+    assert all(r["found_open"] > 0 for r in section["results"])
+    assert section["results"][3]["found_after_close"] > 0 and section["results"][4]["found_after_close"] == 0

@@ -275,3 +275,51 @@ def _shape(text: str) -> tuple[str, list[int]]:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+GOAL_STRICT_RESIDUE = 0  # 64-byte slices of any protected weight left anywhere after close
+
+
+def run_residue_suite(workload: Any, shapes: Mapping[str, Any] | None = None, runs: int = 3, batch: int = 32,
+                      hardened: bool | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """The ``residue`` section: for one sealed workload, every 64-byte slice of every protected
+    tensor searched in a child process's memory while its session is open and after close(), per
+    mode and intra-op thread count (strict with and without inference at 1 and 2 threads; fast at 2,
+    also with glibc's wipe-on-free; hardened at 2 where the process may lock all its memory).
+
+    Raises RuntimeError if a child fails (not Linux, no ptrace rights over the child).
+    """
+    import time
+
+    from edgeguard.bench.crypto import Progress
+    from edgeguard.bench.runtime import can_harden
+
+    t0 = time.monotonic()
+    ident, trust = str(workload.identity), str(workload.trust)
+    needles = Needles.from_tensors(load_weights(str(workload.sealed), ident, trust))
+    harden = {"lock_memory": True, "wipe_freed": True}
+    cases: list[tuple[str, int, int, dict[str, Any]]] = [
+        ("strict", 0, 1, {}), ("strict", runs, 1, {}), ("strict", runs, 2, {}),
+        ("fast", runs, 2, {}), ("fast", runs, 2, {"mallopt_perturb": 0xA5}),
+    ]
+    if can_harden() if hardened is None else hardened:
+        cases.append(("hardened", runs, 2, {"harden": harden}))
+    bar = Progress(len(cases), progress)
+    rows = []
+    try:
+        for mode, n, threads, extra in cases:
+            bar.step(f"residue {mode} t{threads} runs {n}")
+            spec = {"sealed": str(workload.sealed), "identity": ident, "trust": trust, "hygiene": mode, "runs": n,
+                    "batch": batch, "threads": threads, "shapes": dict(shapes or {}), **extra}
+            r = run_child(spec, needles, ("open", "closed"))
+            variant = "wipe_freed" if extra else "default"
+            rows.append({"mode": mode, "intra_op_threads": threads, "runs": n, "batch": batch, "variant": variant,
+                         "found_open": r["open"]["found_slices"], "found_after_close": r["closed"]["found_slices"],
+                         "after_close_by_kind": r["closed"]["hits_by_kind"]})
+    finally:
+        bar.close()
+    worst = max(row["found_after_close"] for row in rows if row["mode"] == "strict")
+    return {"config": {"runs": runs, "batch": batch, "slice_bytes": SLICE}, "model": workload.as_json(),
+            "needles": len(needles.slices), "skipped_low_entropy": needles.skipped, "results": rows,
+            "goals": {"strict_residue": {"value": worst, "limit": GOAL_STRICT_RESIDUE, "met": worst <= GOAL_STRICT_RESIDUE}},
+            "duration_s": time.monotonic() - t0}

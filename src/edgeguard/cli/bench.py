@@ -24,10 +24,11 @@ from ..format import MAGIC
 from ._common import EXIT_FORMAT, EXIT_USAGE, CliError, check_outputs, say
 
 MIB = 1 << 20
-SUITES = ("crypto", "load", "inference", "detector", "verify")
-DEFAULT_SUITES = ("crypto", "load", "inference", "detector")  # verify writes and reads a 64-256 MiB file
+SUITES = ("crypto", "load", "inference", "detector", "verify", "residue")
+# verify writes and reads a 64-256 MiB file; residue reads child processes' memory (Linux, ptrace rights)
+DEFAULT_SUITES = ("crypto", "load", "inference", "detector")
 # They generate (or take the user's) ONNX models and seal them at run time: that needs onnx.
-ONNX_SUITES = ("load", "inference", "detector")
+ONNX_SUITES = ("load", "inference", "detector", "residue")
 
 
 def _thread_list(text: str) -> list[int]:
@@ -172,6 +173,11 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
         lines.append(f"  verify {ver['file_bytes'] / 2**20:.0f} MiB: edgeguard {_ms(c['edgeguard_verify']['median_s'])}"
                      f", openssl dgst {_ms(c['openssl_dgst']['median_s'])}: {ver['ratios']['verify_over_openssl']:.2f}x"
                      f" (CLI start-up {_ms(c['edgeguard_startup']['median_s'])})")
+    res = suites.get("residue")
+    if res:
+        after = ", ".join(f"{r['mode']} t{r['intra_op_threads']}{'' if r['variant'] == 'default' else ' ' + r['variant']}"
+                          f" {r['found_after_close']}" for r in res["results"])
+        lines.append(f"  residue after close (of {res['needles']} slices): {after}")
     det = suites.get("detector")
     if det:
         o, g = det["observe"][0], det["guarded_run"]
@@ -201,7 +207,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         if args.repetitions:
             cfg.repetitions = args.repetitions
         out["crypto"] = run_crypto_suite(cfg, progress=progress)
-    runtime = [s for s in ("load", "inference") if s in args.suites]
+    runtime = [s for s in ("load", "inference", "residue") if s in args.suites]
     with tempfile.TemporaryDirectory(prefix="edgeguard-bench-") as tmp_name:
         tmp = Path(tmp_name)
         if runtime:
@@ -216,6 +222,11 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             if "load" in runtime:
                 probe = workloads.synthetic(0.02, tmp)  # what a session costs without weights
                 out["load"] = run_load_suite(load, models, probe, progress=progress)
+            if "residue" in runtime:
+                from ..bench.residue import run_residue_suite
+
+                out["residue"] = run_residue_suite(models[len(models) // 2], shapes,
+                                                   hardened=False if args.no_hardened else None, progress=progress)
             if "inference" in runtime:
                 # One model: the user's, else the middle synthetic size.
                 inference = InferenceConfig.full() if full else InferenceConfig.quick()
@@ -295,10 +306,10 @@ def run_bench(args: argparse.Namespace) -> int:
         if onnx_suites and importlib.util.find_spec("onnx") is None:
             raise CliError(f"the {', '.join(onnx_suites)} suite(s) need the onnx package to generate and seal models",
                            hint="pip install 'edgeguard[bench]', or run --suite crypto alone")
-        if args.model and not {"load", "inference"} & set(args.suites):
-            raise CliError("--model applies to the load and inference suites only", code=EXIT_USAGE)
-        if args.shape and not {"load", "inference"} & set(args.suites):
-            raise CliError("--shape applies to the load and inference suites only", code=EXIT_USAGE)
+        if args.model and not {"load", "inference", "residue"} & set(args.suites):
+            raise CliError("--model applies to the load, inference and residue suites only", code=EXIT_USAGE)
+        if args.shape and not {"load", "inference", "residue"} & set(args.suites):
+            raise CliError("--shape applies to the load, inference and residue suites only", code=EXIT_USAGE)
         if args.model and args.sizes:
             raise CliError("--sizes sizes synthetic models; it cannot be combined with --model", code=EXIT_USAGE)
         if args.output:
