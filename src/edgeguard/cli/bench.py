@@ -175,8 +175,9 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
                      f" (CLI start-up {_ms(c['edgeguard_startup']['median_s'])})")
     res = suites.get("residue")
     if res:
-        after = ", ".join(f"{r['mode']} t{r['intra_op_threads']}{'' if r['variant'] == 'default' else ' ' + r['variant']}"
-                          f" {r['found_after_close']}" for r in res["results"])
+        after = ", ".join(f"{r['mode']} {r['intra_op_threads']}t {r['runs']} runs"
+                          f"{'' if r['variant'] == 'default' else ' ' + r['variant']}: {r['found_after_close']}"
+                          for r in res["results"])
         lines.append(f"  residue after close (of {res['needles']} slices): {after}")
     det = suites.get("detector")
     if det:
