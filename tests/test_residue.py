@@ -10,7 +10,6 @@ GEMM panels MLAS packed from the last layer are still on the stacks.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from edgeguard.bench.residue import Needles, load_weights, run_child
+from edgeguard.bench.runtime import can_harden
 from runtime_support import make_keys, make_mlp, seal
 
 pytestmark = [
@@ -115,14 +115,7 @@ def test_strict_real_recognizer_leaves_nothing(tmp_path: Path) -> None:
     assert run_child({**spec, "stack_wipe_bytes": 0}, needles)["closed"]["found_slices"] > 0
 
 
-def _can_lock_everything() -> bool:
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-    return os.geteuid() == 0 or soft == resource.RLIM_INFINITY
-
-
-@pytest.mark.skipif(not _can_lock_everything(), reason="mlockall of a whole process needs root or no RLIMIT_MEMLOCK")
+@pytest.mark.skipif(not can_harden(), reason="needs root or no RLIMIT_MEMLOCK (mlockall), and glibc's malloc")
 @pytest.mark.parametrize("hygiene", ["hardened", "fast"])
 def test_hardened_process_leaves_nothing_in_either_mode(world: dict[str, Any], hygiene: str) -> None:
     """harden_process(lock_memory=True, wipe_freed=True): onnxruntime's heap copies (a prepacked and

@@ -51,12 +51,19 @@ GOAL_HARDENED_INFERENCE = 1.1
 
 
 def can_harden() -> bool:
-    """Whether a process here may mlockall everything (hygiene="hardened" needs it)."""
+    """Whether a process here can be hardened for hygiene="hardened": it may mlockall everything
+    and glibc's wipe-on-free is available."""
     import os
     import resource
 
+    from edgeguard import _core
+
     soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-    return sys.platform.startswith("linux") and (os.geteuid() == 0 or soft == resource.RLIM_INFINITY)
+    if not sys.platform.startswith("linux") or not (os.geteuid() == 0 or soft == resource.RLIM_INFINITY):
+        return False
+    # glibc's perturb byte must be settable (not under another C library, or ASan's malloc):
+    # setting it to what it already is changes nothing.
+    return _core.set_malloc_perturb(_core.malloc_perturb())
 
 
 def load_modes(hardened: bool | None = None) -> tuple[str, ...]:
