@@ -141,3 +141,16 @@ def test_residue_suite_document(world: dict[str, Any], tmp_path: Path) -> None:
     assert section["goals"]["strict_residue"] == {"value": 0, "limit": 0, "met": True}
     assert all(r["found_open"] > 0 for r in section["results"])
     assert section["results"][3]["found_after_close"] > 0 and section["results"][4]["found_after_close"] == 0
+
+
+def test_while_open_only_the_buffer_and_the_workers_last_panels_hold_weights(world: dict[str, Any]) -> None:
+    """The bound documented for an open strict session: besides the secure buffer, only the
+    onnxruntime worker threads' stacks (at most ~96 KiB of GEMM panels each); the calling thread's
+    stack is wiped after every run."""
+    result = _scan(world, ("open",), hygiene="strict", runs=3, batch=32, threads=2)
+    regions = result["open"]["hits_by_region"]
+    buffer = max(regions, key=regions.get)  # the secure buffer holds every slice
+    assert regions[buffer] == result["open"]["needles"]
+    others = {r: n for r, n in regions.items() if r != buffer}
+    assert not any(r.endswith(("stack", "heap")) for r in others), others  # main stack wiped, no heap copies
+    assert len(others) <= 1 and sum(others.values()) <= 96 * 1024 // 64, others  # one worker (2 threads)

@@ -148,11 +148,15 @@ class ScanResult:
 
     def as_json(self, owners: list[tuple[str, int]], limit: int = 20) -> dict[str, Any]:
         by_kind: dict[str, int] = {}
+        by_region: dict[str, int] = {}
         for h in self.hits:
             by_kind[h["kind"]] = by_kind.get(h["kind"], 0) + 1
+            key = f"{h['region']} {h['kind']}"
+            by_region[key] = by_region.get(key, 0) + 1
         tensors = sorted({owners[i][0] for i in self.found_slices})
         return {"needles": self.needles, "skipped_low_entropy": self.skipped, "found_slices": len(self.found_slices),
                 "found_bytes": SLICE * len(self.found_slices), "hits": len(self.hits), "hits_by_kind": by_kind,
+                "hits_by_region": by_region,
                 "tensors": tensors[:limit], "examples": self.hits[:limit], "scanned_bytes": self.scanned_bytes,
                 "unreadable_regions": self.unreadable}
 
