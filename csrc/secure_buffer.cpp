@@ -1,11 +1,19 @@
 #include "secure_buffer.h"
 
+#include <alloca.h>
+#include <malloc.h>
+#include <cstdint>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <vector>
 #include <cerrno>
 #include <exception>
 #include <system_error>
@@ -101,5 +109,124 @@ SecureRegion::~SecureRegion() {
 int set_non_dumpable() { return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 ? 0 : errno; }
 
 int get_dumpable() { return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0); }
+
+namespace {
+
+constexpr size_t kStackMargin = 64 * 1024;  // left untouched at the far end of a thread's stack
+
+// The lowest usable address of the calling thread's stack, looked up once per thread
+// (pthread_getattr_np reads /proc/self/maps for the main thread).
+uintptr_t stack_low() {
+  thread_local uintptr_t low = 0;
+  if (low == 0) {
+    pthread_attr_t attr;
+    void* addr = nullptr;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+      if (pthread_attr_getstack(&attr, &addr, &size) != 0) addr = nullptr;
+      pthread_attr_destroy(&attr);
+    }
+    low = addr == nullptr ? UINTPTR_MAX : reinterpret_cast<uintptr_t>(addr);
+  }
+  return low;
+}
+
+// A frame of `bytes` below the caller, zeroed through a call the compiler cannot elide.
+__attribute__((noinline)) void wipe_below(size_t bytes) {
+  auto* p = static_cast<unsigned char*>(alloca(bytes));
+  OPENSSL_cleanse(p, bytes);
+  asm volatile("" : : "r"(p) : "memory");
+}
+
+struct WipeGate {
+  size_t bytes;
+  std::mutex mu;
+  std::condition_variable cv;
+  unsigned arrived = 0;
+  bool released = false;
+};
+
+void* wipe_thread(void* arg) {
+  auto* gate = static_cast<WipeGate*>(arg);
+  wipe_stack(gate->bytes);
+  std::unique_lock<std::mutex> lock(gate->mu);
+  ++gate->arrived;
+  gate->cv.notify_all();
+  // Every thread holds its stack until all have wiped, so no two reuse the same cached stack.
+  gate->cv.wait(lock, [gate] { return gate->released; });
+  return nullptr;
+}
+
+}  // namespace
+
+size_t wipe_stack(size_t bytes) {
+  unsigned char here;
+  const uintptr_t sp = reinterpret_cast<uintptr_t>(&here);
+  const uintptr_t low = stack_low();
+  if (low == UINTPTR_MAX || sp <= low + kStackMargin) return 0;
+  const size_t n = std::min(bytes, static_cast<size_t>(sp - low - kStackMargin)) & ~static_cast<size_t>(63);
+  if (n != 0) wipe_below(n);
+  return n;
+}
+
+unsigned wipe_cached_thread_stacks(unsigned count, size_t bytes) {
+  WipeGate gate;
+  gate.bytes = bytes;
+  std::vector<pthread_t> threads;
+  threads.reserve(count);
+  for (unsigned i = 0; i < count; ++i) {
+    pthread_t t;
+    if (pthread_create(&t, nullptr, wipe_thread, &gate) != 0) break;  // RLIMIT_NPROC, address space
+    threads.push_back(t);
+  }
+  {
+    std::unique_lock<std::mutex> lock(gate.mu);
+    gate.cv.wait(lock, [&] { return gate.arrived == threads.size(); });
+    gate.released = true;
+  }
+  gate.cv.notify_all();
+  for (pthread_t t : threads) pthread_join(t, nullptr);
+  return static_cast<unsigned>(threads.size());
+}
+
+#ifndef MCL_ONFAULT
+#define MCL_ONFAULT 4  // Linux >= 4.4
+#endif
+
+namespace {
+std::atomic<bool> g_all_locked{false};
+std::atomic<int> g_perturb{0};
+}  // namespace
+
+int lock_all_memory() {
+  if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0) return errno;
+  g_all_locked = true;
+  return 0;
+}
+
+bool all_memory_locked() { return g_all_locked; }
+
+bool set_malloc_perturb(int byte) {
+#if defined(__GLIBC__) && defined(M_PERTURB)
+  if (mallopt(M_PERTURB, byte & 0xff) != 1) return false;
+  g_perturb = byte & 0xff;
+  return true;
+#else
+  (void)byte;
+  return false;
+#endif
+}
+
+int malloc_perturb() { return g_perturb; }
+
+size_t default_thread_stack_size() {
+  pthread_attr_t attr;
+  size_t size = 0;
+  if (pthread_getattr_default_np(&attr) == 0) {
+    pthread_attr_getstacksize(&attr, &size);
+    pthread_attr_destroy(&attr);
+  }
+  return size;
+}
 
 }  // namespace edgeguard

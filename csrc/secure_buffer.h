@@ -55,4 +55,34 @@ int set_non_dumpable();
 // Returns prctl(PR_GET_DUMPABLE): 1 dumpable, 0 not, -1 on error.
 int get_dumpable();
 
+// Overwrites up to `bytes` of the calling thread's stack below the caller's frame with zeros
+// (OPENSSL_cleanse), never closer than 64 KiB to the end of the thread's stack. Kernels that
+// copy weights into stack buffers (MLAS packs GEMM panels there) leave them behind when they
+// return; this clears them. Returns the number of bytes wiped.
+size_t wipe_stack(size_t bytes);
+
+// Starts `count` threads at once with default attributes, each of which wipes `bytes` of its own
+// stack before all exit together. glibc keeps the stacks of exited threads in a cache (40 MiB by
+// default) and hands them to the next threads created with the same size, unwiped: threads of a
+// destroyed thread pool leave their stacks there. Returns the threads that ran (fewer if thread
+// creation failed).
+unsigned wipe_cached_thread_stacks(unsigned count, size_t bytes);
+
+// mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT): every page of the process, present and
+// future, stays in RAM once touched (nothing is faulted in ahead). Returns 0 or errno (ENOMEM or
+// EPERM without CAP_IPC_LOCK and a large enough RLIMIT_MEMLOCK).
+int lock_all_memory();
+// True once lock_all_memory() succeeded in this process.
+bool all_memory_locked();
+
+// glibc's mallopt(M_PERTURB, byte): free() fills every chunk it keeps with `byte` (and malloc
+// fills new chunks with ~byte); chunks of the thread cache (tcache, up to 1032 bytes) are kept
+// unfilled. 0 turns it off. Returns false where the C library is not glibc.
+bool set_malloc_perturb(int byte);
+// The byte last set by set_malloc_perturb (0: off).
+int malloc_perturb();
+
+// The stack size glibc gives a thread created with default attributes.
+size_t default_thread_stack_size();
+
 }  // namespace edgeguard

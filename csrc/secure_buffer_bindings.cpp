@@ -214,4 +214,22 @@ void init_secure_buffer(py::module_& m) {
     }
   }, "prctl(PR_SET_DUMPABLE, 0). Raises OSError on failure.");
   m.def("is_dumpable", [] { return edgeguard::get_dumpable() == 1; });
+  m.def("wipe_stack", &edgeguard::wipe_stack, py::arg("bytes"),
+        "Zero up to `bytes` of the calling thread's stack below this call; returns the bytes wiped.");
+  m.def("wipe_cached_thread_stacks", &edgeguard::wipe_cached_thread_stacks, py::arg("count"), py::arg("bytes"),
+        py::call_guard<py::gil_scoped_release>(),
+        "Start `count` threads at once that each zero `bytes` of their (possibly reused) stack; returns how many ran.");
+  m.def("default_thread_stack_size", &edgeguard::default_thread_stack_size);
+  m.def("lock_all_memory", [] {
+    const int err = edgeguard::lock_all_memory();
+    if (err != 0) {
+      errno = err;
+      PyErr_SetFromErrno(PyExc_OSError);
+      throw py::error_already_set();
+    }
+  }, "mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT). Raises OSError on failure.");
+  m.def("all_memory_locked", &edgeguard::all_memory_locked);
+  m.def("set_malloc_perturb", &edgeguard::set_malloc_perturb, py::arg("byte"),
+        "glibc mallopt(M_PERTURB, byte); False where unsupported.");
+  m.def("malloc_perturb", &edgeguard::malloc_perturb);
 }

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgeguard.cli import EXIT_ERROR, EXIT_USAGE, main
-from edgeguard.cli.bench import SUITES, add_bench_parser, run_bench
+from edgeguard.cli.bench import DEFAULT_SUITES, add_bench_parser, run_bench
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -22,7 +22,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def test_bench_defaults_to_quick() -> None:
     args = _parse(["bench"])
     assert args.mode == "quick" and args.bench_command is None and args.func is run_bench
-    assert args.suites == list(SUITES) and args.model is None
+    assert args.suites == list(DEFAULT_SUITES) and args.model is None
 
 
 def test_bench_options() -> None:
@@ -72,7 +72,7 @@ def test_report_of_invalid_file_fails_cleanly(capsys, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--suite", "crypto", "--model", "m.onnx"], "--model applies to the load and inference suites only"),
+    (["--suite", "crypto", "--model", "m.onnx"], "--model applies to the load, inference and residue suites only"),
     (["--suite", "load", "--model", "m.onnx", "--sizes", "8"], "cannot be combined with --model"),
 ])
 def test_model_options_that_do_not_fit_are_usage_errors(capsys, argv, message) -> None:

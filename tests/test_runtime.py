@@ -330,3 +330,27 @@ def test_real_detector_guard_wraps_runs(env: dict[str, Any]) -> None:
     np.testing.assert_array_equal(out[0], _plain(env["model"], strict_like=True, x=benign[:3]))
     assert guard.tracked("camera-1") and not guard.tracked("camera-2")
 
+
+
+_HARDENED_CHILD = r"""
+import sys
+import numpy as np, onnxruntime as ort
+import edgeguard
+edgeguard.harden_process(lock_memory=True, wipe_freed=True)
+sealed, identity, trust, model = sys.argv[1:5]
+x = np.random.default_rng(7).standard_normal((5, 32)).astype(np.float32)
+with edgeguard.InferenceSession(sealed, identity=identity, trust=trust, hygiene="hardened") as s:
+    out = s.run(None, {"x": x})[0]
+plain = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+np.testing.assert_allclose(out, plain, rtol=1e-5, atol=1e-5)
+print("ok")
+"""
+
+
+@pytest.mark.native_process
+@pytest.mark.skipif(os.geteuid() != 0, reason="harden_process(lock_memory=True) needs root or CAP_IPC_LOCK here")
+def test_hardened_mode_matches_plain_onnxruntime(env: dict[str, Any]) -> None:
+    keys: Keys = env["keys"]
+    result = subprocess.run([sys.executable, "-c", _HARDENED_CHILD, str(env["sealed"]), str(keys.identity_path),
+                             str(keys.trust_path), str(env["model"])], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import shutil
@@ -240,3 +241,22 @@ def test_unprivileged_load_of_a_model_above_the_mlock_limit_works_and_says_so(tm
     assert "could not lock" not in results[0].stderr
     assert results[1].stdout.split()[0] == "False" and "(1, 10)" in results[1].stdout
     assert "edgeguard.runtime: could not lock" in results[1].stderr and "RLIMIT_MEMLOCK 8388608 bytes" in results[1].stderr
+
+
+def test_hardened_mode_needs_a_hardened_process_and_harden_process_reports_it() -> None:
+    code = r"""
+import json, sys
+import edgeguard
+from edgeguard.secure_memory import process_hardening
+before = process_hardening()
+try:
+    edgeguard.InferenceSession(sys.argv[1], identity="x", trust="y", hygiene="hardened")
+except ValueError as e:
+    refused = "harden_process" in str(e)
+state = edgeguard.harden_process(wipe_freed=True)
+print(json.dumps([before.complete, before.non_dumpable, refused, state.non_dumpable, state.wipes_freed_memory,
+                  state.memory_locked, state.complete]))
+"""
+    out = subprocess.run([sys.executable, "-c", code, "missing.sealed"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [False, False, True, True, True, False, False]

@@ -107,11 +107,48 @@ void test_close_wipes() {
   CHECK(all_zero(r.data(), n));
 }
 
+// Leaves a 32 KiB pattern in a frame that is gone when it returns.
+__attribute__((noinline)) void leave_pattern() {
+  volatile unsigned char buf[32 * 1024];
+  for (size_t i = 0; i < sizeof(buf); ++i) buf[i] = 0xa5;
+}
+
+// Counts pattern bytes in a fresh (uninitialized: that is the point) frame at about the same depth.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((noinline)) size_t count_pattern() {
+  volatile unsigned char buf[32 * 1024];
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof(buf); ++i) n += buf[i] == 0xa5;
+  return n;
+}
+#pragma GCC diagnostic pop
+
+void test_wipe_stack() {
+  leave_pattern();
+  CHECK(count_pattern() > 16 * 1024);  // the dead frame's bytes are still there
+  leave_pattern();
+  const size_t wiped = edgeguard::wipe_stack(128 * 1024);
+  CHECK(wiped == 128 * 1024);
+  // All but what lies in wipe_stack's own two small frames (unused padding there keeps old bytes).
+  CHECK(count_pattern() < 256);
+  CHECK(edgeguard::wipe_stack(static_cast<size_t>(1) << 40) % 64 == 0);  // clamped to the stack, no fault
+}
+
+void test_wipe_cached_thread_stacks() {
+  CHECK(edgeguard::default_thread_stack_size() > 0);
+  CHECK(edgeguard::wipe_cached_thread_stacks(4, 64 * 1024) == 4);
+  CHECK(edgeguard::wipe_cached_thread_stacks(0, 64 * 1024) == 0);
+}
+
 const Case kCases[] = {
     {"alloc", test_alloc},
     {"lock_status", test_lock_status},
     {"make_readonly", test_make_readonly},
     {"close_wipes", test_close_wipes},
+    {"wipe_stack", test_wipe_stack},
+    {"wipe_cached_thread_stacks", test_wipe_cached_thread_stacks},
 };
 
 }  // namespace

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from . import errors
@@ -27,10 +26,16 @@ from .errors import (
     UntrustedSignerError,
 )
 
-try:
-    __version__ = version("edgeguard")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0+unknown"
+
+def _version() -> str:
+    # importlib.metadata costs ~30 ms to import: looked up on first use, not at `import edgeguard`.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edgeguard")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0+unknown"
+
 
 _DEPRECATED_ERRORS = ("PolicyError",)
 
@@ -56,6 +61,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # what type checkers see for the lazy names; at run time they import on first use
+    __version__: str
     from .detect import Action as Action
     from .detect import AlertEvent as AlertEvent
     from .detect import Decision as Decision
@@ -76,6 +82,9 @@ if TYPE_CHECKING:  # what type checkers see for the lazy names; at run time they
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     if name in _DEPRECATED_ERRORS:
         return getattr(errors, name)  # warns
     module = _LAZY.get(name)

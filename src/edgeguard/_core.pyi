@@ -157,3 +157,18 @@ def harden_process() -> None:
     """prctl(PR_SET_DUMPABLE, 0). Raises OSError on failure."""
 
 def is_dumpable() -> bool: ...
+def wipe_stack(bytes: int) -> int:
+    """Zero up to `bytes` of the calling thread's stack below this call; returns the bytes wiped."""
+
+def wipe_cached_thread_stacks(count: int, bytes: int) -> int:
+    """Start `count` threads at once that each zero `bytes` of their (possibly reused) stack."""
+
+def default_thread_stack_size() -> int: ...
+def lock_all_memory() -> None:
+    """mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT). Raises OSError on failure."""
+
+def all_memory_locked() -> bool: ...
+def set_malloc_perturb(byte: int) -> bool:
+    """glibc mallopt(M_PERTURB, byte); False where unsupported."""
+
+def malloc_perturb() -> int: ...

@@ -113,19 +113,27 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
     pos, end = 0, len(buf)
     value: Any
     while pos < end:
-        key, pos = _varint(buf, pos)
+        key = buf[pos]  # one-byte varints (most keys and lengths) inline: this loop is the device's load cost
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7
-        if wire == 0:
+        if wire == 2:
+            if pos < end and buf[pos] < 0x80:
+                length = buf[pos]
+                pos += 1
+            else:
+                length, pos = _varint(buf, pos)
+            if pos + length > end:
+                raise FormatError("the ONNX graph is not valid protobuf")
+            value, pos = buf[pos : pos + length], pos + length
+        elif wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
             if pos + 8 > end:
                 raise FormatError("the ONNX graph is not valid protobuf")
             value, pos = int.from_bytes(buf[pos : pos + 8], "little"), pos + 8
-        elif wire == 2:
-            length, pos = _varint(buf, pos)
-            if pos + length > end:
-                raise FormatError("the ONNX graph is not valid protobuf")
-            value, pos = buf[pos : pos + length], pos + length
         elif wire == 5:
             if pos + 4 > end:
                 raise FormatError("the ONNX graph is not valid protobuf")

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-import numpy as np
-
 from . import kinds
 from .errors import FormatError
 from .format import MAX_INT, canonical_json, parse_canonical_json
@@ -31,11 +29,17 @@ _LEN = struct.Struct(">I")
 
 OPTIONAL_SECTIONS = ("detector_profile", "ml_bom")
 
-# The dtypes a tensor table may name; numpy has no bfloat16, so those tensors are exposed as uint16.
+# The dtypes a tensor table may name, as numpy dtype names (``np.dtype(DTYPES[name])``); numpy has
+# no bfloat16, so those tensors are exposed as uint16. Names, not numpy types: verifying a file
+# (the CLI's `verify`) must not pay numpy's import.
 DTYPES = {
-    "float64": np.float64, "float32": np.float32, "float16": np.float16, "bfloat16": np.uint16,
-    "int64": np.int64, "int32": np.int32, "int16": np.int16, "int8": np.int8,
-    "uint64": np.uint64, "uint32": np.uint32, "uint16": np.uint16, "uint8": np.uint8, "bool": np.bool_,
+    "float64": "float64", "float32": "float32", "float16": "float16", "bfloat16": "uint16",
+    "int64": "int64", "int32": "int32", "int16": "int16", "int8": "int8",
+    "uint64": "uint64", "uint32": "uint32", "uint16": "uint16", "uint8": "uint8", "bool": "bool",
+}  # fmt: skip
+ITEMSIZE = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1,
+    "uint64": 8, "uint32": 4, "uint16": 2, "uint8": 1, "bool": 1,
 }  # fmt: skip
 
 
@@ -73,7 +77,7 @@ def tensor_entries(specs: Sequence[tuple[str, str, tuple[int, ...]]]) -> tuple[T
     """Lays tensors out back to back at TENSOR_ALIGN: the only layout the reader accepts."""
     entries, offset = [], 0
     for name, dtype, shape in specs:
-        length = math.prod(shape) * np.dtype(DTYPES[dtype]).itemsize  # exact: np.prod wraps at 2**63
+        length = math.prod(shape) * ITEMSIZE[dtype]  # exact: np.prod wraps at 2**63
         entries.append(TensorEntry(name, dtype, tuple(int(d) for d in shape), offset, length))
         offset = align_up(offset + length, TENSOR_ALIGN)
     return tuple(entries)
@@ -123,7 +127,7 @@ def _parse_tensor(obj: Any) -> tuple[str, str, tuple[int, ...], int, int]:
     if not isinstance(shape, list) or len(shape) > MAX_RANK or any(type(d) is not int or not 0 <= d <= MAX_INT for d in shape):
         raise FormatError("tensor shape must be a list of non-negative integers")
     # Zero-element tensors too: a device maps the shape onto memory (numpy refuses larger extents).
-    if math.prod(d for d in shape if d) * np.dtype(DTYPES[dtype]).itemsize > MAX_INT:
+    if math.prod(d for d in shape if d) * ITEMSIZE[dtype] > MAX_INT:
         raise FormatError("tensor shape is larger than MAX_INT bytes")
     offset, length = obj["offset"], obj["length"]
     if type(offset) is not int or type(length) is not int:  # JSON true/false would compare equal to 1/0

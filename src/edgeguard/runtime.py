@@ -10,6 +10,10 @@ Security properties:
   ``hygiene="strict"`` makes onnxruntime read the weights in place from it (no copy of the
   weights in onnxruntime's heap; graph optimizations and prepacking off). ``hygiene="fast"``
   lets onnxruntime copy, prepack and optimize, then wipes and releases the buffer at once.
+  ``hygiene="hardened"`` reads in place like strict but lets onnxruntime prepack and optimize, in a
+  process that :func:`~edgeguard.secure_memory.harden_process` locked, made non-dumpable and set
+  to wipe freed memory. Strict and hardened sessions leave no slice of the weights in the process
+  after ``close()`` (stack panels are wiped after each run and at close).
 * onnxruntime is never allowed to write a derived model, a profile or an EP cache to disk.
 
 This module never imports ``onnx``.
@@ -30,7 +34,7 @@ from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
-from . import kinds
+from . import _core, kinds
 from .audit.hooks import SessionAudit
 from .coverage import Coverage, graph_coverage
 from .errors import CoverageError, FormatError
@@ -39,7 +43,7 @@ from .freshness import Clock, VersionStore, check_validity
 from .keys import resolve_trust
 from .kinds.onnx import WEIGHTS_LOCATION
 from .recipients import resolve_identities
-from .secure_memory import MemoryReport, SecureBuffer, memory_report
+from .secure_memory import MemoryReport, SecureBuffer, memory_report, process_hardening
 from .unseal import Opened, decrypt_file
 
 # onnxruntime (1.32, Linux) opens a telemetry store under ~/.cache/Microsoft/DeveloperTools when it is
@@ -51,13 +55,22 @@ import onnxruntime as ort
 ort.disable_telemetry_events()
 
 _log = logging.getLogger(__name__)
-HYGIENE_MODES = ("strict", "fast")
+HYGIENE_MODES = ("strict", "fast", "hardened")
 _STRICT_CONFIG = {
     # onnxruntime >= 1.31: use the in-memory external data in place instead of copying it.
     "session.use_external_initializer_file_buffers_directly": "1",
     # Prepacking makes an (unwipeable) reordered copy of every prepackable weight.
     "session.disable_prepacking": "1",
 }
+# hygiene="hardened": weights in place as in strict mode, but prepacking and graph optimizations on
+# (their copies live in the process's locked, non-dumpable, wiped-on-free heap).
+_HARDENED_CONFIG = {"session.use_external_initializer_file_buffers_directly": "1"}
+# Bytes of the calling thread's stack zeroed below run()'s frame after every strict or hardened run:
+# onnxruntime's kernels leave what they copied into stack buffers there (MLAS packs 64 KiB GEMM
+# panels of the weight on the stack); measured depth on x86_64: see docs/device-guide.md.
+STACK_WIPE_BYTES = 128 * 1024
+# glibc caches the stacks of exited threads (40 MiB by default) and reuses them unwiped.
+_GLIBC_STACK_CACHE_BYTES = 40 * 1024 * 1024
 # Provider option names that make an execution provider write engines, contexts or dumps to disk.
 _DISK_WRITING_OPTION = re.compile(r"cache|dump|context|profil|save|serializ", re.IGNORECASE)
 
@@ -183,6 +196,15 @@ class InferenceSession:
     hygiene="fast": onnxruntime copies the weights and may prepack and optimize them (plain
     onnxruntime speed); the secure buffer is wiped and released as soon as the session exists,
     but the weights then live for the session's life in onnxruntime's ordinary heap.
+    hygiene="hardened": for a process that called
+    ``edgeguard.harden_process(lock_memory=True, wipe_freed=True)`` (else ValueError): the
+    weights are read in place from the secure buffer like in strict mode, but onnxruntime may
+    prepack and optimize them (plain onnxruntime speed); those derived copies live in the
+    process's heap, which is then locked in RAM, non-dumpable and overwritten when freed.
+    In strict and hardened mode every ``run`` zeroes the calling thread's stack below it
+    (kernels leave copies of weight panels there), and ``close`` also zeroes the stacks that
+    onnxruntime's exited worker threads leave in glibc's cache. See docs/device-guide.md for
+    what each mode leaves where.
 
     `guard`: any object with ``observe(client_id, inputs, outputs) -> decision`` and
     ``apply(decision, outputs) -> outputs`` (edgeguard's extraction detector). When given,
@@ -217,7 +239,7 @@ class InferenceSession:
         CoverageError: strict mode, and less than `min_coverage` of the weights would be read from
             the secure buffer (a file sealed by an older edgeguard: re-seal it).
         KeyFileError: an identity or trust key cannot be loaded (TokenError: a PKCS#11 token).
-        ValueError: bad `hygiene` or `min_coverage`, no identity, empty trust, or options that would write to disk.
+        ValueError: bad `hygiene` or `min_coverage`, "hardened" in a process not hardened, no identity, empty trust, or options that would write to disk.
         OSError: the file cannot be read.
         onnxruntime's own errors if it rejects the (authentic) model or the options.
     """
@@ -248,6 +270,11 @@ class InferenceSession:
             raise ValueError(f"hygiene must be one of {', '.join(HYGIENE_MODES)}")
         if isinstance(min_coverage, bool) or not isinstance(min_coverage, (int, float)) or not 0.0 <= min_coverage <= 1.0:
             raise ValueError("min_coverage must be a number from 0.0 to 1.0")
+        if hygiene == "hardened" and not process_hardening().complete:
+            raise ValueError(
+                'hygiene="hardened" needs a hardened process: call '
+                "edgeguard.harden_process(lock_memory=True, wipe_freed=True) first"
+            )
         options = sess_options if sess_options is not None else ort.SessionOptions()
         _check_no_disk_writes(options, providers, provider_options)
         self._guard = guard
@@ -284,7 +311,7 @@ class InferenceSession:
         # to both objects so it is never unmapped under them. A closed buffer holds no RAM.
         session._edgeguard_weights = buffer
         weakref.finalize(options, _keep_alive, buffer)
-        if hygiene == "strict":
+        if hygiene != "fast":
             self._buffer = buffer
         else:
             buffer.close()  # onnxruntime copied everything it needs during session creation
@@ -298,6 +325,9 @@ class InferenceSession:
         if self.hygiene == "strict":
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             for key, value in _STRICT_CONFIG.items():
+                options.add_session_config_entry(key, value)
+        elif self.hygiene == "hardened":
+            for key, value in _HARDENED_CONFIG.items():
                 options.add_session_config_entry(key, value)
         weights = layout.section(buffer, "weights")
         graph = bytes(layout.section(buffer, "graph"))
@@ -329,7 +359,11 @@ class InferenceSession:
             ValueError: the session is closed.
             whatever onnxruntime raises for bad inputs, and whatever ``guard.apply`` raises to block.
         """
-        outputs = self._session().run(output_names, input_feed, run_options)
+        try:
+            outputs = self._session().run(output_names, input_feed, run_options)
+        finally:
+            if self._buffer is not None:  # strict, hardened: nothing of the weights may stay on this stack
+                _core.wipe_stack(STACK_WIPE_BYTES)
         if self._guard is None:
             return outputs
         decision = self._guard.observe(client_id, input_feed, outputs)
@@ -367,9 +401,16 @@ class InferenceSession:
         A ``run`` still in progress in another thread keeps the memory mapped (it reads zeros
         and returns garbage rather than crash); nothing can fault.
         """
+        session = self._ort
         buffer, self._ort, self._buffer = self._buffer, None, None
         if buffer is not None:
             buffer.close()
+        if session is not None:
+            threads = _session_threads(session)
+            alive = weakref.ref(session)
+            del session  # the last reference, unless the caller kept onnxruntime's session
+            if alive() is None:
+                _wipe_thread_stacks(threads)
         if hasattr(self, "_audit"):
             self._audit.close()
 
@@ -385,6 +426,23 @@ class InferenceSession:
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.hygiene
         return f"edgeguard.InferenceSession({_model_info_str(self.metadata)}, {state})"
+
+
+def _session_threads(session: _OrtSession) -> int:
+    try:
+        return int(session.get_session_options().intra_op_num_threads) or (os.cpu_count() or 1)
+    except Exception:  # onnxruntime's errors share no base class; never fail a close over this
+        return os.cpu_count() or 1
+
+
+def _wipe_thread_stacks(threads: int) -> None:
+    """Zeroes the calling thread's stack below this frame and every thread stack glibc holds in its
+    cache: onnxruntime's intra-op threads exit when their session is destroyed, leaving their
+    stacks (with the GEMM panels their kernels packed from the weights) to be reused unwiped."""
+    _core.wipe_stack(STACK_WIPE_BYTES)
+    stack = _core.default_thread_stack_size() or 8 * 1024 * 1024
+    count = min(64, max(threads + 1, -(-_GLIBC_STACK_CACHE_BYTES // stack) + 1))
+    _core.wipe_cached_thread_stacks(count, STACK_WIPE_BYTES)
 
 
 def _coverage_message(coverage: Coverage, min_coverage: float, model: ModelInfo) -> str:

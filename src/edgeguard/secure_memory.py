@@ -51,17 +51,59 @@ def memory_report(buffer: SecureBuffer) -> MemoryReport:
     )
 
 
-def harden_process() -> None:
-    """Opt-in: ``prctl(PR_SET_DUMPABLE, 0)`` for the whole process.
+# glibc's perturb byte for freed memory: any value but 0 works; this one is easy to spot in a dump.
+WIPE_BYTE = 0xA5
 
-    Afterwards the process writes no core dumps and other unprivileged processes of the same user
-    can no longer ptrace it or read ``/proc/<pid>/mem``. Root still can. It cannot be undone
-    safely, so it is never done implicitly.
+
+@dataclass(frozen=True)
+class ProcessHardening:
+    """What :func:`harden_process` has done to this process."""
+
+    non_dumpable: bool  # prctl(PR_SET_DUMPABLE, 0) is in effect
+    memory_locked: bool  # mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) succeeded
+    wipes_freed_memory: bool  # glibc overwrites freed heap chunks (M_PERTURB)
+
+    @property
+    def complete(self) -> bool:
+        """Everything ``hygiene="hardened"`` needs."""
+        return self.non_dumpable and self.memory_locked and self.wipes_freed_memory
+
+
+def harden_process(*, lock_memory: bool = False, wipe_freed: bool = False) -> ProcessHardening:
+    """Opt-in, process-wide and irreversible in practice.
+
+    Always ``prctl(PR_SET_DUMPABLE, 0)``: the process writes no core dumps and other unprivileged
+    processes of the same user can no longer ptrace it or read ``/proc/<pid>/mem``. Root still can.
+
+    `lock_memory`: ``mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)``: every page the process
+    has touched or will touch stays in RAM (never swapped), onnxruntime's heap included. Needs
+    CAP_IPC_LOCK or an ``RLIMIT_MEMLOCK`` as large as the process will grow; allocations beyond
+    the limit then fail.
+
+    `wipe_freed`: glibc's ``mallopt(M_PERTURB)``: ``free()`` overwrites the chunks it keeps (and
+    ``malloc()`` fills new ones), so onnxruntime's freed copies of weights (its arena, prepacked
+    and optimized tensors, temporaries) do not outlive it in the heap; large chunks are unmapped
+    on free anyway. Small chunks (up to 1032 bytes) that go to glibc's per-thread cache are not
+    overwritten. Costs a memset per malloc and free for the whole process.
+
+    ``hygiene="hardened"`` needs all three. Returns what is now in effect.
 
     Raises:
-        OSError: prctl failed.
+        OSError: prctl or mlockall failed (nothing later in the list was attempted).
+        RuntimeError: `wipe_freed` where the C library is not glibc.
     """
     _core.harden_process()
+    if lock_memory and not _core.all_memory_locked():
+        _core.lock_all_memory()
+    if wipe_freed and not _core.set_malloc_perturb(WIPE_BYTE):
+        raise RuntimeError("wipe_freed needs glibc's mallopt(M_PERTURB); this C library has none")
+    return process_hardening()
+
+
+def process_hardening() -> ProcessHardening:
+    """What :func:`harden_process` has put in effect in this process."""
+    return ProcessHardening(non_dumpable=not _core.is_dumpable(), memory_locked=_core.all_memory_locked(),
+                            wipes_freed_memory=_core.malloc_perturb() != 0)
 
 
 def is_dumpable() -> bool:

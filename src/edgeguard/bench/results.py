@@ -16,7 +16,7 @@ from edgeguard._files import write_file
 from edgeguard.bench.fingerprint import fingerprint as _fingerprint
 
 FORMAT = "edgeguard-bench"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 class ResultsError(ValueError):

@@ -7,7 +7,7 @@ inference and detector suites need it, the crypto suite does not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ class Workload:
     trust: Path
     width: int | None = None
     layers: int | None = None
+    sealed_optimized: bool = False  # sealed from onnxruntime's basic offline optimization (seal --optimize)
 
     @property
     def model_bytes(self) -> int:
@@ -38,7 +39,8 @@ class Workload:
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "model_bytes": self.model_bytes,
-                "sealed_bytes": self.sealed.stat().st_size, "width": self.width, "layers": self.layers}
+                "sealed_bytes": self.sealed.stat().st_size, "width": self.width, "layers": self.layers,
+                "sealed_optimized": self.sealed_optimized}
 
 
 def make_mlp(path: Path, size_mb: float) -> tuple[int, int]:
@@ -97,8 +99,10 @@ def make_classifier(path: Path, dim: int, hidden: int, classes: int, seed: int =
 
 
 def seal(model: Path, tmp: Path, name: str, source: str, width: int | None = None,
-         layers: int | None = None) -> Workload:
+         layers: int | None = None, optimize: bool = False) -> Workload:
     """Seals ``model`` into ``tmp`` for a fresh device key (P-256) with a fresh Ed25519 publisher key.
+    `optimize`: seal onnxruntime's basic offline optimization of it (``edgeguard seal --optimize``);
+    plain onnxruntime still loads ``model`` itself.
 
     Raises ImportError without onnx, FormatError if the file is not a usable ONNX model, OSError.
     """
@@ -114,24 +118,31 @@ def seal(model: Path, tmp: Path, name: str, source: str, width: int | None = Non
     recipient.write_bytes(public_pem(device.public_key()))
     trust.write_bytes(signer.verifying_key.public_pem())
     sealed = tmp / f"{name}.sealed"
-    seal_model(model, sealed, signer=signer, recipients=[load_recipient(recipient)], overwrite=True)
-    return Workload(name, source, model, sealed, identity, trust, width, layers)
+    source_model = model
+    if optimize:
+        from edgeguard.optimize import optimize_onnx
+
+        source_model = tmp / f"{name}.optimized.onnx"
+        source_model.unlink(missing_ok=True)
+        optimize_onnx(model, source_model)
+    seal_model(source_model, sealed, signer=signer, recipients=[load_recipient(recipient)], overwrite=True)
+    return Workload(name, source, model, sealed, identity, trust, width, layers, optimize)
 
 
-def synthetic(size_mb: float, tmp: Path) -> Workload:
+def synthetic(size_mb: float, tmp: Path, optimize: bool = False) -> Workload:
     """A sealed synthetic MLP of about ``size_mb`` MB in ``tmp``. Raises ImportError without onnx."""
     name = f"mlp-{size_mb:g}mb"
     width, layers = make_mlp(tmp / f"{name}.onnx", size_mb)
-    return seal(tmp / f"{name}.onnx", tmp, name, "synthetic", width, layers)
+    return seal(tmp / f"{name}.onnx", tmp, name, "synthetic", width, layers, optimize)
 
 
-def user_model(path: str | Path, tmp: Path) -> Workload:
+def user_model(path: str | Path, tmp: Path, optimize: bool = False) -> Workload:
     """The user's ONNX model, sealed into ``tmp``.
 
     Raises ImportError without onnx, FormatError if it is not an ONNX model, OSError.
     """
     path = Path(path)
-    return seal(path, tmp, path.stem, "user")
+    return seal(path, tmp, path.stem, "user", optimize=optimize)
 
 
 def latency_stats(samples_s: list[float]) -> dict[str, Any]:
@@ -150,21 +161,50 @@ _SAMPLE_DTYPES = {
 }  # fmt: skip
 
 
-def sample_inputs(inputs: Sequence[Any], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic random feeds for onnxruntime input metadata (symbolic dims: `batch`, then 1).
+def sample_inputs(inputs: Sequence[Any], batch: int, seed: int = 0,
+                  shapes: Mapping[str, Sequence[int | str]] | None = None) -> dict[str, np.ndarray]:
+    """Deterministic random feeds for onnxruntime input metadata.
+
+    `shapes` gives an input's whole shape (`parse_shape`: ``"N"`` or -1 stands for the batch);
+    otherwise symbolic dims are `batch` for the first and 1 for the others.
 
     Raises:
-        ValueError: an input type the demo cannot synthesise.
+        ValueError: an input type the demo cannot synthesise, or a shape of the wrong rank.
     """
     rng = np.random.default_rng(seed)
     feeds = {}
     for meta in inputs:
         if meta.type not in _SAMPLE_DTYPES:
             raise ValueError(f"cannot make sample data for input {meta.name!r} of type {meta.type}")
-        dims = [d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(meta.shape)]
+        if shapes and meta.name in shapes:
+            given = shapes[meta.name]
+            if len(given) != len(meta.shape):
+                raise ValueError(f"input {meta.name!r} has rank {len(meta.shape)}, the shape given has {len(given)} dims")
+            dims = [batch if d in ("N", "n", -1) else int(d) for d in given]
+        else:
+            dims = [d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(meta.shape)]
         dtype = np.dtype(_SAMPLE_DTYPES[meta.type])
         if dtype.kind == "f":
             feeds[meta.name] = rng.standard_normal(dims).astype(dtype)
         else:
             feeds[meta.name] = rng.integers(0, 2 if dtype.kind == "b" else 10, size=dims).astype(dtype)
     return feeds
+
+
+def parse_shape(text: str) -> tuple[str, list[int | str]]:
+    """``"x=Nx3x64x96"`` -> ``("x", ["N", 3, 64, 96])``: an input's shape, N for the batch dim.
+
+    Raises ValueError if the text is not NAME=DIMS with DIMS integers or N separated by x.
+    """
+    name, sep, dims = text.partition("=")
+    if not sep or not name:
+        raise ValueError(f"not NAME=DIMS: {text!r}")
+    out: list[int | str] = []
+    for d in dims.split("x") if dims else []:
+        if d in ("N", "n"):
+            out.append("N")
+        elif d.isdigit():
+            out.append(int(d))
+        else:
+            raise ValueError(f"bad dimension {d!r} in {text!r}: integers or N (the batch)")
+    return name, out

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from .. import __version__, kinds
+from .. import kinds
 from ..errors import (
     EdgeguardError,
     FormatError,
@@ -67,6 +67,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+class _Version(argparse.Action):
+    """``--version``: edgeguard's version is looked up only when asked (it costs an import)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from .. import __version__
+
+        print(f"edgeguard {__version__}")
+        parser.exit()
+
+
 class _ArgumentParser(argparse.ArgumentParser):
     """argparse with usage errors in the documented form (`edgeguard: error: ...`, exit 2);
     argparse itself would print `edgeguard seal: error: ...`. Subparsers inherit the class."""
@@ -91,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"edgeguard {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, fn: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 """The ``edgeguard bench`` subcommand, for the main CLI to mount with ``add_bench_parser``.
 
-    edgeguard bench [--quick | --full] [--suite crypto,load,inference,detector] [--model MODEL.onnx]
+    edgeguard bench [--quick | --full] [--suite crypto,load,inference,detector,verify]
+                    [--model MODEL.onnx [--shape NAME=Nx3x64x96 ...]] [--intra-threads N]
                     [--threads 1,2,4] [--output FILE [--force]] [--json] [--label NAME]
     edgeguard bench report RESULTS.json ... --out DIR [--no-plots] [--force] [--json]
 
@@ -19,14 +20,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..bench.crypto import MIB, BenchError, CryptoConfig, run_crypto_suite
-from ..bench.results import ResultsError, dump, make_document
 from ..format import MAGIC
 from ._common import EXIT_FORMAT, EXIT_USAGE, CliError, check_outputs, say
 
-SUITES = ("crypto", "load", "inference", "detector")
+MIB = 1 << 20
+SUITES = ("crypto", "load", "inference", "detector", "verify", "residue")
+# verify writes and reads a 64-256 MiB file; residue reads child processes' memory (Linux, ptrace rights)
+DEFAULT_SUITES = ("crypto", "load", "inference", "detector")
 # They generate (or take the user's) ONNX models and seal them at run time: that needs onnx.
-ONNX_SUITES = ("load", "inference", "detector")
+ONNX_SUITES = ("load", "inference", "detector", "residue")
 
 
 def _thread_list(text: str) -> list[int]:
@@ -57,6 +59,15 @@ def _size_list(text: str) -> list[float]:
     return values
 
 
+def _shape(text: str) -> tuple[str, list[int | str]]:
+    from ..bench.workloads import parse_shape
+
+    try:
+        return parse_shape(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -85,9 +96,21 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.Ar
                       help="64 MiB up to 1 GiB crypto payloads as free memory allows, 8/32/128 MB models, "
                            "5 repetitions, longer latency runs")
     p.set_defaults(mode="quick", func=run_bench, bench_command=None)
-    p.add_argument("--suite", dest="suites", type=_suite_list, default=list(SUITES),
-                   help=f"comma-separated suites to run (default: all of {','.join(SUITES)})")
+    p.add_argument("--suite", dest="suites", type=_suite_list, default=list(DEFAULT_SUITES),
+                   help=f"comma-separated suites to run, of {','.join(SUITES)} (default: {','.join(DEFAULT_SUITES)})")
     p.add_argument("--model", help="your ONNX model for the load and inference suites, instead of synthetic MLPs")
+    p.add_argument("--shape", action="append", type=_shape, default=[], metavar="NAME=DIMS",
+                   help="an input's whole shape for the sample inputs, N for the batch dim, e.g. x=Nx3x64x96 "
+                        "(repeatable; default: symbolic dims are the batch first, then 1)")
+    p.add_argument("--intra-threads", type=int, default=0, metavar="N",
+                   help="onnxruntime intra-op threads of every session in the inference suite (default 0: its own default)")
+    p.add_argument("--seal-optimize", action="store_true",
+                   help="seal onnxruntime's basic offline optimization of the model (edgeguard seal --optimize); "
+                        "plain onnxruntime still loads the original")
+    p.add_argument("--no-hardened", action="store_true",
+                   help="skip the hardened mode (measuring its inference hardens this process: non-dumpable, "
+                        "mlockall; by default it is measured where the process may lock all its memory)")
+    p.add_argument("--verify-mib", type=_positive_int, help="payload size of the verify suite (default: quick 64, full 256)")
     p.add_argument("--sizes", type=_size_list, help="synthetic model sizes in MB for the load suite (inference uses the middle one), e.g. 8,32,128")
     p.add_argument("--threads", type=_thread_list, help="thread counts to measure, e.g. 1,2,4; 1 is "
                    "always added (default: 1, 2, ... every hardware thread)")
@@ -138,8 +161,24 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
                      f", strict peak RSS {r['strict_peak_rss_over_model']:.2f}x model")
     for b in suites.get("inference", {}).get("batches", []):
         r = b["ratios"]
+        hardened = f", hardened {r['hardened_p50_over_plain']:.2f}x" if "hardened_p50_over_plain" in r else ""
         lines.append(f"  inference b{b['batch']}: plain p50 {_ms(b['modes']['plain']['p50_s'])}"
-                     f", strict {r['strict_p50_over_plain']:.2f}x, fast {r['fast_p50_over_plain']:.3f}x")
+                     f", strict {r['strict_p50_over_plain']:.2f}x, fast {r['fast_p50_over_plain']:.3f}x{hardened}")
+    inf = suites.get("inference", {})
+    for name, g in inf.get("goals", {}).items():
+        lines.append(f"  goal {name}: {g['value']:.2f} (limit {g['limit']}) {'met' if g['met'] else 'MISSED'}")
+    ver = suites.get("verify")
+    if ver:
+        c = ver["commands"]
+        lines.append(f"  verify {ver['file_bytes'] / 2**20:.0f} MiB: edgeguard {_ms(c['edgeguard_verify']['median_s'])}"
+                     f", openssl dgst {_ms(c['openssl_dgst']['median_s'])}: {ver['ratios']['verify_over_openssl']:.2f}x"
+                     f" (CLI start-up {_ms(c['edgeguard_startup']['median_s'])})")
+    res = suites.get("residue")
+    if res:
+        after = ", ".join(f"{r['mode']} {r['intra_op_threads']}t {r['runs']} runs"
+                          f"{'' if r['variant'] == 'default' else ' ' + r['variant']}: {r['found_after_close']}"
+                          for r in res["results"])
+        lines.append(f"  residue after close (of {res['needles']} slices): {after}")
     det = suites.get("detector")
     if det:
         o, g = det["observe"][0], det["guarded_run"]
@@ -152,10 +191,14 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the chosen suites with the mode's presets and returns the result document."""
     from edgeguard.bench import workloads
 
+    from ..bench.crypto import CryptoConfig, run_crypto_suite
     from ..bench.detector import DetectorConfig, run_detector_suite
+    from ..bench.results import make_document
     from ..bench.runtime import InferenceConfig, LoadConfig, run_inference_suite, run_load_suite
+    from ..bench.verify import VerifyConfig, run_verify_suite
 
     full = args.mode == "full"
+    shapes = dict(args.shape) or None
     progress = False if args.no_progress else None
     out: dict[str, Any] = {}
     if "crypto" in args.suites:
@@ -165,26 +208,43 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         if args.repetitions:
             cfg.repetitions = args.repetitions
         out["crypto"] = run_crypto_suite(cfg, progress=progress)
-    runtime = [s for s in ("load", "inference") if s in args.suites]
+    runtime = [s for s in ("load", "inference", "residue") if s in args.suites]
     with tempfile.TemporaryDirectory(prefix="edgeguard-bench-") as tmp_name:
         tmp = Path(tmp_name)
         if runtime:
             load = LoadConfig.full() if full else LoadConfig.quick()
             load.sizes_mb = args.sizes or load.sizes_mb
+            load.shapes = shapes
+            load.hardened = False if args.no_hardened else None
             if args.repetitions:
                 load.repetitions = args.repetitions
-            models = ([workloads.user_model(args.model, tmp)] if args.model else
-                      [workloads.synthetic(size, tmp) for size in load.sizes_mb])
+            models = ([workloads.user_model(args.model, tmp, args.seal_optimize)] if args.model else
+                      [workloads.synthetic(size, tmp, args.seal_optimize) for size in load.sizes_mb])
             if "load" in runtime:
                 probe = workloads.synthetic(0.02, tmp)  # what a session costs without weights
                 out["load"] = run_load_suite(load, models, probe, progress=progress)
+            if "residue" in runtime:
+                from ..bench.residue import run_residue_suite
+
+                out["residue"] = run_residue_suite(models[len(models) // 2], shapes,
+                                                   hardened=False if args.no_hardened else None, progress=progress)
             if "inference" in runtime:
                 # One model: the user's, else the middle synthetic size.
                 inference = InferenceConfig.full() if full else InferenceConfig.quick()
+                inference.shapes, inference.intra_op_threads = shapes, args.intra_threads
+                inference.hardened = False if args.no_hardened else None
                 out["inference"] = run_inference_suite(inference, models[len(models) // 2], progress=progress)
         if "detector" in args.suites:
             out["detector"] = run_detector_suite(DetectorConfig.full() if full else DetectorConfig.quick(), tmp,
                                                  progress=progress)
+        if "verify" in args.suites:
+            verify = VerifyConfig.full() if full else VerifyConfig.quick()
+            verify.openssl = args.openssl
+            if args.verify_mib:
+                verify.size_mib = args.verify_mib
+            if args.repetitions:
+                verify.repetitions = args.repetitions
+            out["verify"] = run_verify_suite(verify, tmp, progress=progress)
     return make_document(out, args.mode, label=args.label)
 
 
@@ -237,6 +297,9 @@ def run_bench(args: argparse.Namespace) -> int:
             arguments do not fit together (exit code EXIT_USAGE), an output cannot or must not
             be written, or ``--model`` is not an ONNX model (EXIT_FORMAT).
     """
+    from ..bench.crypto import BenchError
+    from ..bench.results import ResultsError, dump
+
     try:
         if args.bench_command == "report":
             return _report(args)
@@ -244,8 +307,10 @@ def run_bench(args: argparse.Namespace) -> int:
         if onnx_suites and importlib.util.find_spec("onnx") is None:
             raise CliError(f"the {', '.join(onnx_suites)} suite(s) need the onnx package to generate and seal models",
                            hint="pip install 'edgeguard[bench]', or run --suite crypto alone")
-        if args.model and not {"load", "inference"} & set(args.suites):
-            raise CliError("--model applies to the load and inference suites only", code=EXIT_USAGE)
+        if args.model and not {"load", "inference", "residue"} & set(args.suites):
+            raise CliError("--model applies to the load, inference and residue suites only", code=EXIT_USAGE)
+        if args.shape and not {"load", "inference", "residue"} & set(args.suites):
+            raise CliError("--shape applies to the load, inference and residue suites only", code=EXIT_USAGE)
         if args.model and args.sizes:
             raise CliError("--sizes sizes synthetic models; it cannot be combined with --model", code=EXIT_USAGE)
         if args.output:

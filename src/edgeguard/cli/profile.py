@@ -10,9 +10,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import numpy as np
-
-from ..detect import SIGNALS, Profile
 from ..errors import ProfileError
 from ._common import check_outputs, emit
 
@@ -72,6 +69,10 @@ def run_profile(args: argparse.Namespace) -> int:
         ProfileError: unreadable or non-numeric inputs, an unusable model, or too few inputs.
         OSError: the profile cannot be written.
     """
+    import numpy as np  # numpy and the detector load only when a profile is built (CLI start-up)
+
+    from ..detect import SIGNALS, Profile
+
     check_outputs([args.output], [args.benign, args.model], force=args.force)
     try:
         benign = np.load(args.benign, allow_pickle=False)
@@ -123,4 +124,6 @@ def profile_section(args: argparse.Namespace) -> bytes | None:
     """
     if getattr(args, "detector_profile", None) is None:
         return None
+    from ..detect import Profile
+
     return Profile.load(args.detector_profile).to_bytes()
