@@ -38,16 +38,16 @@ def check_validity(model: ModelInfo, now: float) -> None:
         raise ExpiredError(f"model {model.name!r} v{model.version} expired at {_utc(model.not_after)}")
 
 
-class VersionStore:
-    """Highest model version loaded so far, per model name, in one small JSON file.
+class HighWaterStore:
+    """The highest value seen per name, in one small JSON file ``{FIELD: {name: value}}``.
 
     Updates are atomic (temp file, fsync, rename) and serialised between processes with an
-    advisory lock on ``<path>.lock``. Limits: the store is only as trustworthy as the file system
-    it lives on. Anyone who can write, delete or restore the file (root, a reflashed device, a
-    restored backup) can reset it and so re-enable an old model; it protects against rollback by
-    an attacker who can replace the model file but not the store. Use a path on storage the app
-    alone can write, ideally backed by a hardware monotonic counter.
+    advisory lock on ``<path>.lock``; a corrupt file fails closed. The base of
+    :class:`VersionStore` and :class:`~edgeguard.revocation.RevocationStore`.
     """
+
+    FIELD = ""
+    WHAT = ""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -58,18 +58,49 @@ class VersionStore:
         except FileNotFoundError:
             return {}
         try:
-            obj = json.loads(data)
-            versions = obj["models"]
-            if not isinstance(versions, dict) or not all(isinstance(k, str) and type(v) is int for k, v in versions.items()):
+            values = json.loads(data)[self.FIELD]
+            if not isinstance(values, dict) or not all(isinstance(k, str) and type(v) is int for k, v in values.items()):
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             # Fail closed: a damaged store must not silently become an empty one.
-            raise LoadRefusedError(f"version store {self.path} is corrupt; refusing to load") from None
-        return versions
+            raise LoadRefusedError(f"{self.WHAT} {self.path} is corrupt; refusing to load") from None
+        return values
 
     def highest(self, name: str) -> int | None:
         """Raises LoadRefusedError if the store is corrupt."""
         return self._read().get(name)
+
+    def _check_and_record(self, name: str, value: int, older: Callable[[int], Exception]) -> None:
+        """Raises ``older(highest)`` for a value below the highest recorded, else records it."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            values = self._read()
+            highest = values.get(name)
+            if highest is not None and value < highest:
+                raise older(highest)
+            if highest == value:
+                return
+            values[name] = value
+            with atomic_output(self.path, overwrite=True, mode=0o600) as (out, _tmp):
+                os.write(out, canonical_json({self.FIELD: values}))
+        finally:
+            os.close(fd)  # releases the lock
+
+
+class VersionStore(HighWaterStore):
+    """Highest model version loaded so far, per model name, in one small JSON file.
+
+    Limits: the store is only as trustworthy as the file system it lives on. Anyone who can write,
+    delete or restore the file (root, a reflashed device, a restored backup) can reset it and so
+    re-enable an old model; it protects against rollback by an attacker who can replace the model
+    file but not the store. Use a path on storage the app alone can write, ideally backed by a
+    hardware monotonic counter.
+    """
+
+    FIELD = "models"
+    WHAT = "version store"
 
     def check(self, name: str, version: int) -> None:
         """Refuses a version below the highest recorded for `name`, recording nothing.
@@ -80,7 +111,7 @@ class VersionStore:
         """
         highest = self.highest(name)
         if highest is not None and version < highest:
-            raise RollbackError(f"model {name!r} v{version} is older than v{highest}, which was already loaded")
+            raise _rollback(name, version, highest)
 
     def check_and_record(self, name: str, version: int) -> None:
         """Refuses a version below the highest recorded for `name`, else records it.
@@ -90,18 +121,8 @@ class VersionStore:
             LoadRefusedError: the store is corrupt.
             OSError: the store cannot be written.
         """
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            versions = self._read()
-            highest = versions.get(name)
-            if highest is not None and version < highest:
-                raise RollbackError(f"model {name!r} v{version} is older than v{highest}, which was already loaded")
-            if highest == version:
-                return
-            versions[name] = version
-            with atomic_output(self.path, overwrite=True, mode=0o600) as (out, _tmp):
-                os.write(out, canonical_json({"models": versions}))
-        finally:
-            os.close(fd)  # releases the lock
+        self._check_and_record(name, version, lambda highest: _rollback(name, version, highest))
+
+
+def _rollback(name: str, version: int, highest: int) -> RollbackError:
+    return RollbackError(f"model {name!r} v{version} is older than v{highest}, which was already loaded")

@@ -8,20 +8,17 @@ storage or the network cannot hand back an older list that still lets a revoked 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ._files import atomic_output, write_file
-from .errors import FormatError, IntegrityError, LoadRefusedError, RevocationRollbackError, RevokedError
-from .format import canonical_json
+from ._files import write_file
+from .errors import FormatError, IntegrityError, RevocationRollbackError, RevokedError
 from .format_v2 import MAX_REVOCATION_SIZE, SIGNED_FILE_OVERHEAD, RevocationBody, RevocationFile, parse_revocation
+from .freshness import HighWaterStore
 from .keys import SigningKey, TrustStore
 
 REVOCATION_SIGNATURE_LABEL = b"edgeguard/v2 revocation signature\x00"
@@ -102,7 +99,7 @@ class RevocationList:
                 f"grants={len(self.body.grants)}, keys={len(self.body.keys)})")  # fmt: skip
 
 
-class RevocationStore:
+class RevocationStore(HighWaterStore):
     """The highest revocation list serial seen per signer key id, in one small JSON file.
 
     The same guarantees and limits as :class:`~edgeguard.freshness.VersionStore`: atomic updates
@@ -110,24 +107,8 @@ class RevocationStore:
     it lives on (anyone who can reset the file can replay an older list).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def _read(self) -> dict[str, int]:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return {}
-        try:
-            serials = json.loads(data)["revocation_serials"]
-            if not isinstance(serials, dict) or not all(isinstance(k, str) and type(v) is int for k, v in serials.items()):
-                raise ValueError
-        except (ValueError, KeyError, TypeError):
-            raise LoadRefusedError(f"revocation store {self.path} is corrupt; refusing to load") from None
-        return serials
-
-    def highest(self, signer_key_id: str) -> int | None:
-        return self._read().get(signer_key_id)
+    FIELD = "revocation_serials"
+    WHAT = "revocation store"
 
     def check_and_record(self, revocation: RevocationList) -> None:
         """Refuses a list older than the newest seen from its signer, else records its serial.
@@ -138,23 +119,8 @@ class RevocationStore:
             OSError: the store cannot be written.
         """
         kid, serial = revocation.signer_key_id, revocation.serial
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            serials = self._read()
-            highest = serials.get(kid)
-            if highest is not None and serial < highest:
-                raise RevocationRollbackError(
-                    f"revocation list serial {serial} from {kid} is older than serial {highest}, which was already seen"
-                )
-            if highest == serial:
-                return
-            serials[kid] = serial
-            with atomic_output(self.path, overwrite=True, mode=0o600) as (out, _tmp):
-                os.write(out, canonical_json({"revocation_serials": serials}))
-        finally:
-            os.close(fd)
+        self._check_and_record(kid, serial, lambda highest: RevocationRollbackError(
+            f"revocation list serial {serial} from {kid} is older than serial {highest}, which was already seen"))
 
 
 def resolve_revocation(
