@@ -27,6 +27,7 @@ SAMPLE = 4
 BYTES_PER_DEVICE = 256  # the goal for a multi-device grant
 
 
+@pytest.mark.emulation_heavy  # 10,000 HPKE wraps: seconds natively, many minutes under qemu
 def test_ten_thousand_devices_one_artifact(keys: Keys, tmp_path: Path) -> None:
     started = time.perf_counter()
     model = make_mlp(tmp_path / "mlp.onnx", widths=(16, 32, 8))

@@ -25,6 +25,9 @@ from runtime_support import Keys, make_keys
 NAMES = list(MODELS)
 
 
+pytestmark = pytest.mark.emulation_heavy  # real models: seconds natively, many minutes under qemu
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("real")

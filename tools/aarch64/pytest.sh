@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the cross-built wheel into the qemu venv and runs the repo's Python tests under
-# qemu-aarch64. Extra arguments go to pytest (default: -m "not slow and not native_process").
+# qemu-aarch64. Extra arguments go to pytest (default: -m "not slow and not native_process and not emulation_heavy").
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 py=$VENV/bin/python
@@ -29,6 +29,7 @@ print("onnxruntime", ort.__version__, "runs under qemu:", out.tolist())
 PY
 args=("$@")
 # Emulation budget: skip slow tests; native_process tests check kernel facilities qemu-user does
-# not emulate (they run natively in tools/test), so here they would only measure qemu.
-((${#args[@]})) || args=(-m "not slow and not native_process")
+# not emulate (they run natively in tools/test), so here they would only measure qemu;
+# emulation_heavy tests (real models, a 10,000-device fleet) run natively too.
+((${#args[@]})) || args=(-m "not slow and not native_process and not emulation_heavy")
 exec "$py" -m pytest -p no:cacheprovider -q tests "${args[@]}"
