@@ -303,8 +303,23 @@ class ModelInfo:
         return info
 
 
+class ChunkedPayload:
+    """What both header versions derive from `payload_length` and `chunk_size`."""
+
+    payload_length: int
+    chunk_size: int
+
+    @property
+    def chunk_count(self) -> int:
+        return chunk_count(self.payload_length, self.chunk_size)
+
+    @property
+    def sealed_payload_len(self) -> int:
+        return sealed_payload_len(self.payload_length, self.chunk_size)
+
+
 @dataclass(frozen=True)
-class Header:
+class Header(ChunkedPayload):
     """The parsed, validated public header of a sealed file."""
 
     cipher: str
@@ -316,14 +331,6 @@ class Header:
     recipients: tuple[Stanza, ...]
     model: ModelInfo
     payload_kind: str
-
-    @property
-    def chunk_count(self) -> int:
-        return chunk_count(self.payload_length, self.chunk_size)
-
-    @property
-    def sealed_payload_len(self) -> int:
-        return sealed_payload_len(self.payload_length, self.chunk_size)
 
     def to_json(self) -> dict[str, Any]:
         return {

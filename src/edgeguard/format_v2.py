@@ -31,6 +31,7 @@ from .format import (
     SIGNATURE_BLOCK_LEN,
     SIGNATURE_LEN,
     VERSION_2,
+    ChunkedPayload,
     Container,
     ModelInfo,
     Stanza,
@@ -43,7 +44,6 @@ from .format import (
     chunk_count,
     key_id_field,
     parse_canonical_json,
-    sealed_payload_len,
     validate_chunk_size,
 )
 
@@ -92,7 +92,7 @@ def _window(obj: dict[str, Any], what: str) -> tuple[int | None, int | None]:
 
 
 @dataclass(frozen=True)
-class PayloadHeader:
+class PayloadHeader(ChunkedPayload):
     """The parsed, validated payload header of a version 2 artifact: no recipients, a key commitment."""
 
     cipher: str
@@ -104,14 +104,6 @@ class PayloadHeader:
     model: ModelInfo
     payload_kind: str
     key_commitment: bytes
-
-    @property
-    def chunk_count(self) -> int:
-        return chunk_count(self.payload_length, self.chunk_size)
-
-    @property
-    def sealed_payload_len(self) -> int:
-        return sealed_payload_len(self.payload_length, self.chunk_size)
 
     def to_json(self) -> dict[str, Any]:
         return {
